@@ -1,0 +1,31 @@
+"""Exception types of hessketch.
+
+Every error names what was at fault (a file, a config key, a shard) and what was expected,
+so that a failed workflow job can be fixed from its log alone.
+"""
+
+from __future__ import annotations
+
+
+class HessketchError(Exception):
+    """Base class of all errors raised by hessketch."""
+
+
+class DataError(HessketchError):
+    """A data file is missing, malformed, or inconsistent with what was asked for."""
+
+
+class TrajectoryError(HessketchError):
+    """A parameter trajectory file is missing, corrupt, or lacks a requested step."""
+
+
+class SketchStoreError(HessketchError):
+    """A sketch store or receipt is incomplete, corrupt, or stale (provenance mismatch)."""
+
+
+class NonDeterminismError(HessketchError):
+    """Two applications of an operator to the same vector disagreed."""
+
+
+class NumericalError(HessketchError):
+    """A numerical step cannot produce a trustworthy answer (e.g. a rank-deficient sketch)."""

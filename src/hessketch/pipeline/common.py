@@ -1,0 +1,224 @@
+"""What several stages share: logging, devices, data sets, tables and eigenpair files."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import sys
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from hessketch.data import balanced_indices, default_root, load_idx_split
+from hessketch.errors import DataError, HessketchError
+
+__all__ = [
+    "DataSpec",
+    "EigenpairWriter",
+    "load_hessian_set",
+    "pick_device",
+    "read_eigenpairs",
+    "read_table",
+    "run_stage",
+    "setup_logging",
+    "write_table",
+]
+
+
+def setup_logging(log_path: str | Path | None = None) -> None:
+    """Log INFO and above to ``log_path`` (if given) and to stderr, with timestamps."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+def run_stage(log_path: str | Path | None, threads: int, stage: Any, **kwargs: Any) -> None:
+    """Run one stage function with logging set up; a failure is logged with its traceback.
+
+    This is what every workflow script calls: ``run_stage(snakemake.log[0], snakemake.threads,
+    train_model, ...)``.
+    """
+    setup_logging(log_path)
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        stage(**kwargs)
+    except Exception:
+        logging.getLogger(stage.__module__).exception("%s failed", stage.__name__)
+        raise
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """``"auto"`` → the first CUDA device if there is one, else the CPU; otherwise as named."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HessketchError(f"device {requested!r} was requested, but CUDA is not available here")
+    return device
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which data set, where, at which resolution."""
+
+    dataset: str
+    root: str | None = None
+    image_size: int | None = None
+
+    def resolved_root(self) -> Path:
+        """The data root: the configured one, else the data set's default location."""
+        root = self.root or default_root(self.dataset)
+        if root is None:
+            raise DataError(f"data set {self.dataset!r} has no default location; set data.root")
+        return Path(root)
+
+    def load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs (flattened, in [0, 1]) and labels of ``split``."""
+        return load_idx_split(self.resolved_root(), split, self.image_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)
+
+
+def load_hessian_set(
+    data: DataSpec, counts: dict[str, int]
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """The fixed, class-balanced Hessian set: the lowest indices of each class per split.
+
+    Args:
+        data: the data set.
+        counts: points per split, e.g. ``{"train": 500, "test": 500}``.
+
+    Returns:
+        Inputs, labels, and a description (data set, counts, a hash of the chosen indices).
+    """
+    xs, ys, index_lists = [], [], {}
+    for split, n in counts.items():
+        if n == 0:
+            continue
+        x, y = data.load(split)
+        idx = balanced_indices(y, n)
+        xs.append(x[idx])
+        ys.append(y[idx])
+        index_lists[split] = idx.tolist()
+    if not xs:
+        raise DataError(f"the Hessian set is empty: counts {counts}")
+    description = {
+        "data": data.to_dict(),
+        "counts": counts,
+        "indices_sha256": _sha256_json(index_lists),
+    }
+    return torch.cat(xs), torch.cat(ys), description
+
+
+def _sha256_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def write_table(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` as a tab-separated table with a header (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {k: (f"{v:.10g}" if isinstance(v, float) else v) for k, v in row.items()}
+            )
+    os.replace(tmp, path)
+
+
+def read_table(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a table written by :func:`write_table` as columns (numeric where possible)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HessketchError(f"table {path} does not exist")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if not rows:
+        raise HessketchError(f"table {path} has no rows")
+    out: dict[str, np.ndarray] = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows]
+        try:
+            out[key] = np.asarray(values, dtype=np.float64)
+        except ValueError:
+            out[key] = np.asarray(values)
+    return out
+
+
+class EigenpairWriter:
+    """Writes eigenpairs to HDF5 row block by row block; a context manager.
+
+    The file is built under a temporary name and renamed into place by :meth:`close`; if the
+    ``with`` block fails, the temporary file is removed and nothing appears at ``path``.
+    Layout: ``eigenvalues (k,)`` float64, ``eigenvectors (D, k)`` float32 chunked by rows,
+    JSON attributes (provenance, method).
+    """
+
+    def __init__(self, path: str | Path, dim: int, k: int, attrs: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
+        self._file = h5py.File(self._tmp, "w")
+        self._vectors = self._file.create_dataset(
+            "eigenvectors",
+            shape=(dim, k),
+            dtype="float32",
+            chunks=(min(dim, max(1, 2**20 // k)), k),
+        )
+        for key, value in attrs.items():
+            self._file.attrs[key] = json.dumps(value, sort_keys=True)
+
+    def write_rows(self, rows: slice, values: torch.Tensor) -> None:
+        """Write eigenvector rows ``rows``."""
+        self._vectors[rows] = values.to(torch.float32).numpy()
+
+    def close(self, eigenvalues: torch.Tensor, **attrs: Any) -> None:
+        """Add the eigenvalues and further attributes, finish the file, move it into place."""
+        self._file.create_dataset("eigenvalues", data=eigenvalues.to(torch.float64).numpy())
+        for key, value in attrs.items():
+            self._file.attrs[key] = json.dumps(value, sort_keys=True)
+        self._file.close()
+        os.replace(self._tmp, self.path)
+
+    def __enter__(self) -> EigenpairWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:
+            self._file.close()
+            self._tmp.unlink(missing_ok=True)
+
+
+def read_eigenpairs(
+    path: str | Path, k: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Eigenvalues ``(k,)`` float64, eigenvectors ``(D, k)`` float64 and attributes of a file."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            values = torch.from_numpy(f["eigenvalues"][:k])
+            vectors = torch.from_numpy(f["eigenvectors"][:, :k].astype(np.float64))
+            attrs = {key: json.loads(v) for key, v in f.attrs.items()}
+    except (OSError, KeyError) as err:
+        raise HessketchError(f"eigenpair file {path} is missing or corrupt: {err}") from err
+    return values, vectors, attrs

@@ -1,0 +1,155 @@
+"""Stage ``plot_*``: the paper's figures, drawn from the tables of earlier stages alone."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on cluster nodes
+import matplotlib.pyplot as plt
+import numpy as np
+
+from hessketch.pipeline.common import read_table
+
+__all__ = [
+    "FigureStyle",
+    "plot_overlap_over_training",
+    "plot_overlap_vs_k",
+    "plot_spectra",
+    "plot_training_curves",
+]
+
+COLORS = {"sketched": "tab:blue", "exact": "black", "chance": "tab:gray", "random": "tab:orange"}
+
+
+@dataclass(frozen=True)
+class FigureStyle:
+    """Plot-only settings: changing them reruns the plots and nothing else."""
+
+    width: float = 5.0
+    height: float = 3.4
+    dpi: int = 150
+    font_size: float = 9.0
+
+
+def _save(fig: plt.Figure, outputs: list[str | Path], style: FigureStyle) -> None:
+    fig.tight_layout()
+    for out in outputs:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=style.dpi)
+    plt.close(fig)
+
+
+def _figure(style: FigureStyle, ncols: int = 1) -> tuple[plt.Figure, np.ndarray]:
+    plt.rcParams.update({"font.size": style.font_size})
+    fig, axes = plt.subplots(1, ncols, figsize=(style.width * ncols, style.height), squeeze=False)
+    return fig, axes[0]
+
+
+def plot_overlap_over_training(
+    sketched: Mapping[int, str | Path],
+    exact: Mapping[int, str | Path],
+    outputs: list[str | Path],
+    style: FigureStyle,
+) -> None:
+    """Overlap at the reported k over training steps: sketched, exact, and chance (paper Fig. 1).
+
+    ``sketched``/``exact`` map steps to the JSON summaries of ``compute_overlap``.
+    """
+    fig, (ax,) = _figure(style)
+    k = dim = None
+    for method, paths in (("sketched", sketched), ("exact", exact)):
+        if not paths:
+            continue
+        rows = [json.loads(Path(paths[s]).read_text()) for s in sorted(paths)]
+        k, dim = rows[0]["k"], rows[0]["dim"]
+        ax.plot(
+            sorted(paths),
+            [r["overlap"] for r in rows],
+            marker="o" if method == "exact" else ".",
+            ls="--" if method == "exact" else "-",
+            color=COLORS[method],
+            label=method,
+        )
+    if k is not None:
+        ax.axhline(k / dim, color=COLORS["chance"], ls=":", label=f"chance k/D = {k / dim:.4f}")
+        ax.set_title(f"top-{k} eigenspace vs. top-{k} magnitude mask (D = {dim:,})")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("overlap")
+    ax.set_yscale("log")
+    ax.legend()
+    _save(fig, outputs, style)
+
+
+def plot_overlap_vs_k(
+    sketched: Mapping[int, str | Path],
+    exact: Mapping[int, str | Path],
+    outputs: list[str | Path],
+    style: FigureStyle,
+) -> None:
+    """Overlap against k at selected steps, with the chance level k/D (log–log)."""
+    fig, (ax,) = _figure(style)
+    cmap = plt.get_cmap("viridis")
+    steps = sorted(sketched)
+    for i, step in enumerate(steps):
+        color = cmap(i / max(1, len(steps) - 1))
+        table = read_table(sketched[step])
+        ax.plot(table["k"], table["overlap"], color=color, label=f"step {step}")
+        if step in exact:
+            ex = read_table(exact[step])
+            ax.plot(ex["k"], ex["overlap"], color=color, ls="--", lw=0.8)
+    if steps:
+        table = read_table(sketched[steps[0]])
+        ax.plot(table["k"], table["chance"], color=COLORS["chance"], ls=":", label="chance k/D")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("k")
+    ax.set_ylabel("overlap (dashed: exact)")
+    ax.legend(fontsize="small")
+    _save(fig, outputs, style)
+
+
+def plot_spectra(
+    sketched: Mapping[int, str | Path],
+    exact: Mapping[int, str | Path],
+    outputs: list[str | Path],
+    style: FigureStyle,
+) -> None:
+    """Sketched against exact eigenvalue magnitudes by rank, at the steps that have both."""
+    steps = sorted(set(sketched) & set(exact)) or sorted(sketched)
+    fig, axes = _figure(style, ncols=1)
+    ax = axes[0]
+    cmap = plt.get_cmap("viridis")
+    for i, step in enumerate(steps):
+        color = cmap(i / max(1, len(steps) - 1))
+        sk = read_table(sketched[step])
+        ax.plot(sk["rank"], sk["magnitude"], color=color, label=f"step {step} sketched")
+        if step in exact:
+            ex = read_table(exact[step])
+            ax.plot(ex["rank"], ex["magnitude"], color=color, ls="--", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("rank (by |λ|)")
+    ax.set_ylabel("|λ| (dashed: exact)")
+    ax.legend(fontsize="small")
+    _save(fig, outputs, style)
+
+
+def plot_training_curves(
+    metrics: str | Path, outputs: list[str | Path], style: FigureStyle
+) -> None:
+    """Loss and accuracy on the train and test splits over training."""
+    table = read_table(metrics)
+    fig, (ax_loss, ax_acc) = _figure(style, ncols=2)
+    for split, ls in (("train", "-"), ("test", "--")):
+        ax_loss.plot(table["step"], table[f"{split}_loss"], ls=ls, label=split)
+        ax_acc.plot(table["step"], table[f"{split}_accuracy"], ls=ls, label=split)
+    ax_loss.set_ylabel("mean cross-entropy")
+    ax_acc.set_ylabel("accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.set_xlabel("training step")
+        ax.legend()
+    _save(fig, outputs, style)

@@ -1,0 +1,126 @@
+"""Stages ``create_sketch_store`` and ``measure_sketch_shard``."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from hessketch.errors import SketchStoreError
+from hessketch.pipeline.common import pick_device
+from hessketch.pipeline.hessian_at_step import DTYPES, HessianSpec, hessian_at_step
+from hessketch.sketch import SketchSpec, measure_block, shard_blocks
+from hessketch.store import ZarrSketch, create_store, write_json_atomic
+from hessketch.trajectory import Trajectory, param_hash
+
+__all__ = ["create_sketch_store", "measure_sketch_shard", "parse_scatter_item"]
+
+log = logging.getLogger(__name__)
+
+
+def parse_scatter_item(item: str) -> tuple[int, int]:
+    """``"3-of-7"`` → ``(2, 7)``: the 0-based shard index and the number of shards."""
+    try:
+        i, n = (int(p) for p in item.split("-of-"))
+    except ValueError as err:
+        raise ValueError(f"scatter item {item!r} is not of the form 'I-of-N'") from err
+    if not 1 <= i <= n:
+        raise ValueError(f"scatter item {item!r}: need 1 <= I <= N")
+    return i - 1, n
+
+
+def create_sketch_store(
+    *,
+    trajectory_path: str | Path,
+    step: int,
+    hessian: HessianSpec,
+    sketch: dict,
+    store_path: str | Path,
+) -> None:
+    """Create the empty store of one Hessian's sketch, with its provenance."""
+    traj = Trajectory.open(trajectory_path)
+    flat = traj.params(step)
+    spec = SketchSpec(dim=flat.numel(), **sketch)
+    provenance = {
+        "param_hash": param_hash(flat),
+        "step": step,
+        "hessian": hessian.__dict__,
+        "trajectory": str(trajectory_path),
+        "dtype": hessian.dtype,
+    }
+    create_store(store_path, spec, provenance)
+    log.info(
+        "created %s: D=%d k=%d s=%d probes=%d, %d blocks of %d",
+        store_path,
+        spec.dim,
+        spec.k,
+        spec.s,
+        spec.probes,
+        len(spec.blocks()),
+        spec.block_size,
+    )
+
+
+def measure_sketch_shard(
+    *,
+    trajectory_path: str | Path,
+    step: int,
+    hessian: HessianSpec,
+    store_path: str | Path,
+    scatter_item: str,
+    receipt_path: str | Path,
+    device: str = "auto",
+) -> None:
+    """Measure the blocks owned by one shard, write them into the store, then the receipt."""
+    shard, num_shards = parse_scatter_item(scatter_item)
+    sketch = ZarrSketch.open(store_path, mode="r+")
+    dev = pick_device(device)
+    op, provenance = hessian_at_step(trajectory_path, step, hessian, device=dev)
+    if provenance["param_hash"] != sketch.provenance["param_hash"]:
+        raise SketchStoreError(
+            f"{store_path} was created for parameters {sketch.provenance['param_hash']}, but step "
+            f"{step} of {trajectory_path} now has {provenance['param_hash']}: the store is stale; "
+            "re-create it"
+        )
+    if op.dim != sketch.spec.dim:
+        raise SketchStoreError(f"{store_path} has D={sketch.spec.dim}, the model has {op.dim}")
+    blocks = shard_blocks(sketch.spec, shard, num_shards)
+    total = sum(b.size for b in blocks)
+    log.info("shard %s: %d blocks, %d HVPs", scatter_item, len(blocks), total)
+    digests: dict[str, str] = {}
+    started, done = time.perf_counter(), 0
+    for block in blocks:
+        results = measure_block(sketch.spec, op, block, dtype=DTYPES[hessian.dtype], device=dev)
+        for name, (start, values) in results.items():
+            digests[f"{name}:{start}"] = sketch.write(name, start, values)
+        done += block.size
+        elapsed = time.perf_counter() - started
+        log.info(
+            "shard %s: %d / %d HVPs (%.1f s, ETA %.1f s)",
+            scatter_item,
+            done,
+            total,
+            elapsed,
+            elapsed / done * (total - done),
+        )
+    write_json_atomic(
+        receipt_path,
+        {
+            "store_id": sketch.store_id,
+            "param_hash": provenance["param_hash"],
+            "shard": scatter_item,
+            "blocks": [b.to_list() for b in blocks],
+            "digests": digests,
+            "hvps": op.num_products,
+            "hvp_seconds": op.seconds,
+            "seconds": time.perf_counter() - started,
+            "device": torch.cuda.get_device_name(dev)
+            if dev.type == "cuda"
+            else platform.processor() or "cpu",
+            "host": platform.node(),
+            "torch": torch.__version__,
+        },
+    )

@@ -1,0 +1,100 @@
+"""Stage ``reduce_sketch``: verify the shards' receipts, then SEIGH out of core."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hessketch.errors import SketchStoreError
+from hessketch.metrics import aposteriori_tail_bounds
+from hessketch.pipeline.common import EigenpairWriter
+from hessketch.seigh import reduce_sketch
+from hessketch.store import ZarrSketch, check_digests, verify_receipts, write_json_atomic
+
+__all__ = ["reduce_sketch_store"]
+
+log = logging.getLogger(__name__)
+
+
+def _load_receipts(paths: list[str | Path]) -> list[tuple[str, dict]]:
+    receipts = []
+    for path in paths:
+        try:
+            receipts.append((str(path), json.loads(Path(path).read_text())))
+        except (OSError, json.JSONDecodeError) as err:
+            raise SketchStoreError(f"receipt {path} is missing or unreadable: {err}") from err
+    return receipts
+
+
+def reduce_sketch_store(
+    *,
+    store_path: str | Path,
+    receipt_paths: list[str | Path],
+    eigenpairs_path: str | Path,
+    report_path: str | Path,
+) -> None:
+    """Check every receipt against the store, reduce, and write eigenpairs and a report."""
+    started = time.perf_counter()
+    sketch = ZarrSketch.open(store_path)
+    receipts = _load_receipts(receipt_paths)
+    digests = verify_receipts(sketch, receipts)
+    spec = sketch.spec
+    hashers: dict[str, Any] = {}
+    tall = {
+        name: [
+            (a, b)
+            for blk in spec.blocks()
+            for n, (a, b) in sketch.block_columns(blk).items()
+            if n == name
+        ]
+        for name in ("Y", "HOmega")
+    }
+
+    def hash_rows(rows: slice, y: torch.Tensor, h_omega: torch.Tensor | None) -> None:
+        for name, values in (("Y", y), ("HOmega", h_omega)):
+            if values is None:
+                continue
+            data = values.numpy().astype(np.float32)
+            for a, b in tall[name]:
+                hashers.setdefault(f"{name}:{a}", hashlib.sha256()).update(
+                    np.ascontiguousarray(data[:, a:b]).tobytes()
+                )
+
+    attrs = {"method": "sketched", "provenance": sketch.provenance, "spec": spec.to_dict()}
+    with EigenpairWriter(eigenpairs_path, spec.dim, spec.k, attrs) as writer:
+        result = reduce_sketch(
+            sketch,
+            on_y_rows=hash_rows,
+            after_pass1=lambda: check_digests(sketch, digests, hashers),
+            on_eigenvector_rows=writer.write_rows,
+        )
+        writer.close(result.eigenvalues, frobenius_sq_estimate=result.frobenius_sq)
+    report = {
+        "k": spec.k,
+        "s": spec.s,
+        "dim": spec.dim,
+        "test_matrix": spec.test_matrix,
+        "hvps": sum(r["hvps"] for _, r in receipts),
+        "measure_seconds": sum(r["seconds"] for _, r in receipts),
+        "shards": [
+            {k: r[k] for k in ("shard", "hvps", "seconds", "device", "host")} for _, r in receipts
+        ],
+        "reduce_seconds": time.perf_counter() - started,
+        "probes": result.probes,
+        "frobenius_sq_estimate": result.frobenius_sq,
+        "residual_sq_estimate": result.residual_sq,
+    }
+    if result.probes and result.frobenius_sq:
+        report["relative_error_estimate"] = (result.residual_sq / result.frobenius_sq) ** 0.5
+        p_under, p_over = aposteriori_tail_bounds(result.probes, 2.0)
+        report["p_estimate_below_half"] = p_under
+        report["p_estimate_above_double"] = p_over
+    write_json_atomic(report_path, report)
+    log.info("reduced %s: top eigenvalues %s", store_path, result.eigenvalues[:5].tolist())

@@ -1,0 +1,60 @@
+"""Stage ``train_model``: SGD training that records the parameter trajectory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hessketch.models import build_model, num_params
+from hessketch.pipeline.common import DataSpec, pick_device, write_table
+from hessketch.training import SGDConfig, train_sgd
+from hessketch.trajectory import write_trajectory
+
+__all__ = ["train_model"]
+
+log = logging.getLogger(__name__)
+
+
+def train_model(
+    *,
+    data: DataSpec,
+    model_spec: dict[str, Any],
+    sgd: SGDConfig,
+    trajectory_path: str | Path,
+    metrics_path: str | Path,
+    device: str = "auto",
+) -> None:
+    """Train ``model_spec`` on ``data`` with ``sgd``; write the trajectory and a metrics table."""
+    dev = pick_device(device)
+    train, test = data.load("train"), data.load("test")
+    torch.manual_seed(sgd.seed)  # the initialization is part of the run's seed
+    model = build_model(model_spec)
+    log.info(
+        "model %s: %d parameters; %d train / %d test points; device %s",
+        model_spec,
+        num_params(model),
+        len(train[0]),
+        len(test[0]),
+        dev,
+    )
+    recorded: dict[int, torch.Tensor] = {}
+    rows = train_sgd(
+        model,
+        train,
+        test,
+        sgd,
+        device=dev,
+        on_record=lambda step, flat: recorded.__setitem__(step, flat),
+    )
+    steps = sorted(recorded)
+    meta = {
+        "model": model_spec,
+        "data": data.to_dict(),
+        "training": {**sgd.__dict__, "record_steps": list(sgd.record_steps), "device": str(dev)},
+    }
+    write_trajectory(trajectory_path, steps, [recorded[s] for s in steps], meta)
+    write_table(metrics_path, rows)
+    log.info("wrote %d recorded steps to %s", len(steps), trajectory_path)

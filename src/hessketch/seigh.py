@@ -1,0 +1,252 @@
+"""SEIGH: sketched symmetric eigendecomposition (Fernandez et al., TMLR 2025, §3; DESIGN §1.3).
+
+The reduction streams over row blocks of ``Y`` and never holds a ``D×k`` matrix:
+
+1. pass 1: tall-skinny QR of ``Y`` (sequential TSQR in float64) gives ``R``; from its SVD
+   ``R = U Σ Vᵀ`` the orthonormal basis is ``Q = Y M`` with ``M = V Σ⁻¹`` (``k×k``);
+2. ``ΨQ = Z[:, :k] M`` and ``ΦQ = PhiY M`` (no transform of ``Q`` is needed);
+3. core ``C = (ΨQ)⁺ Z ((ΦQ)⁺)ᵀ`` by two least-squares solves, symmetrized, ``eigh``;
+4. eigenpairs sorted by descending ``|λ|``; eigenvectors ``W = Y (M U)``, written per row block
+   in pass 2, which also forms the a-posteriori residuals ``HΩ − W Λ Wᵀ Ω``.
+
+Memory: a row block times ``k + q`` plus ``s×s``; everything small is float64.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from hessketch.errors import NumericalError
+from hessketch.sketch import SketchSpec, measure_block
+
+__all__ = [
+    "InMemorySketch",
+    "Reduction",
+    "SketchSource",
+    "measure_sketch",
+    "reduce_sketch",
+    "seigh",
+]
+
+log = logging.getLogger(__name__)
+
+# Singular values of R below this fraction of the largest are treated as zero: beyond it,
+# Q = Y V Σ⁻¹ would lose orthonormality in float64 (error ≈ 1e-16 · σ_max/σ_min).
+RANK_RTOL = 1e-10
+
+
+class SketchSource(Protocol):
+    """Read access to a measured sketch (an in-memory one or a Zarr store)."""
+
+    spec: SketchSpec
+    row_block: int
+
+    def read(self, name: str, rows: slice | None = None) -> torch.Tensor:
+        """Array ``name`` (``Y``, ``Z``, ``PhiY``, ``HOmega``), optionally a row range, float64."""
+        ...
+
+
+@dataclass
+class Reduction:
+    """Result of the reduction: eigenvalues and the map from ``Y`` to the eigenvectors.
+
+    Attributes:
+        eigenvalues: ``(k,)`` float64, sorted by descending ``|λ|``.
+        basis_map: ``(k, k)`` float64 ``B`` with eigenvectors ``W = Y B``.
+        frobenius_sq: estimate of ``‖H‖_F²`` from the probes (``None`` without probes).
+        residual_sq: estimate of ``‖H − W Λ Wᵀ‖_F²`` from the probes (``None`` without).
+        probes: number of probes behind the two estimates.
+    """
+
+    eigenvalues: torch.Tensor
+    basis_map: torch.Tensor
+    frobenius_sq: float | None = None
+    residual_sq: float | None = None
+    probes: int = 0
+
+
+class InMemorySketch:
+    """A sketch held in memory (``measure_sketch`` fills it); a :class:`SketchSource`."""
+
+    def __init__(self, spec: SketchSpec, dtype: torch.dtype = torch.float32) -> None:
+        self.spec = spec
+        self.row_block = 1 << 16
+        shapes = {
+            "Y": (spec.dim, spec.k),
+            "Z": (spec.s, spec.s),
+            "PhiY": (spec.s, spec.k),
+            "HOmega": (spec.dim, spec.probes),
+        }
+        self.arrays = {
+            n: torch.full(shape, float("nan"), dtype=dtype) for n, shape in shapes.items()
+        }
+
+    def write(self, name: str, start: int, values: torch.Tensor) -> None:
+        """Store ``values`` as columns ``start, start+1, …`` of array ``name``."""
+        self.arrays[name][:, start : start + values.shape[1]] = values
+
+    def read(self, name: str, rows: slice | None = None) -> torch.Tensor:
+        """See :class:`SketchSource`."""
+        a = self.arrays[name]
+        return (a if rows is None else a[rows]).to(torch.float64)
+
+
+def measure_sketch(
+    spec: SketchSpec,
+    op: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> InMemorySketch:
+    """Measure every block of ``spec`` with ``op`` into an in-memory sketch."""
+    sketch = InMemorySketch(spec, dtype)
+    for block in spec.blocks():
+        for name, (start, values) in measure_block(
+            spec, op, block, dtype=dtype, device=device
+        ).items():
+            sketch.write(name, start, values)
+    return sketch
+
+
+def _row_blocks(dim: int, size: int) -> Iterator[slice]:
+    for start in range(0, dim, size):
+        yield slice(start, min(start + size, dim))
+
+
+def _core(spec: SketchSpec, r_factor: torch.Tensor, z: torch.Tensor, phiy: torch.Tensor):
+    """Eigenvalues and basis map from ``R``, ``Z`` and ``PhiY`` (steps 2–4 of the module doc)."""
+    _, sigma, vh = torch.linalg.svd(r_factor)
+    rank = int((sigma > RANK_RTOL * sigma[0]).sum()) if sigma[0] > 0 else 0
+    if rank < spec.k:
+        raise NumericalError(
+            f"the outer sketch Y has numerical rank {rank} < k={spec.k}: the operator has "
+            f"fewer than k significant eigenvalues (or Y is corrupt); use a smaller k"
+        )
+    m = vh.T / sigma  # Q = Y M has orthonormal columns
+    psi_q = z[:, : spec.k] @ m
+    phi_q = phiy @ m
+    left = torch.linalg.lstsq(psi_q, z).solution  # (ΨQ)⁺ Z
+    core = torch.linalg.lstsq(phi_q, left.T).solution.T  # … ((ΦQ)⁺)ᵀ
+    eigenvalues, u = torch.linalg.eigh((core + core.T) / 2)
+    order = torch.argsort(eigenvalues.abs(), descending=True, stable=True)
+    return eigenvalues[order], m @ u[:, order]
+
+
+def reduce_sketch(
+    source: SketchSource,
+    *,
+    on_y_rows: Callable[[slice, torch.Tensor, torch.Tensor | None], None] | None = None,
+    after_pass1: Callable[[], None] | None = None,
+    on_eigenvector_rows: Callable[[slice, torch.Tensor], None] | None = None,
+) -> Reduction:
+    """Eigenpairs from a measured sketch, out of core (see the module docstring).
+
+    Args:
+        source: the measured sketch.
+        on_y_rows: called in pass 1 with each row block of ``Y`` and ``HOmega`` (float64), e.g. to
+            verify checksums while reading.
+        after_pass1: called once pass 1 has read all of ``Y`` (e.g. to compare checksums).
+        on_eigenvector_rows: called in pass 2 with each row block of the eigenvectors (float64);
+            pass 2 runs only if this is given or the sketch has probes.
+    """
+    spec = source.spec
+    q = spec.probes
+    omega = spec.probe_vectors(0, q, dtype=torch.float64) if q else None
+    r_factor = torch.zeros(0, spec.k, dtype=torch.float64)
+    y_t_omega = torch.zeros(spec.k, q, dtype=torch.float64)
+    h_omega_sq = torch.zeros(q, dtype=torch.float64)
+    blocks = list(_row_blocks(spec.dim, source.row_block))
+    for i, rows in enumerate(blocks):
+        y = source.read("Y", rows)
+        h_omega = source.read("HOmega", rows) if q else None
+        if not bool(torch.isfinite(y).all()):
+            raise NumericalError(f"Y has non-finite values in rows [{rows.start}, {rows.stop})")
+        if on_y_rows is not None:
+            on_y_rows(rows, y, h_omega)
+        r_factor = torch.linalg.qr(torch.cat([r_factor, y]), mode="r").R
+        if omega is not None and h_omega is not None:
+            y_t_omega += y.T @ omega[rows]
+            h_omega_sq += h_omega.square().sum(0)
+        log.info("reduce pass 1 (TSQR): row block %d / %d", i + 1, len(blocks))
+    if after_pass1 is not None:
+        after_pass1()
+    eigenvalues, basis_map = _core(spec, r_factor, source.read("Z"), source.read("PhiY"))
+    result = Reduction(eigenvalues, basis_map, probes=q)
+    if on_eigenvector_rows is None and not q:
+        return result
+    # Ĥω = W Λ Wᵀ ω with Wᵀ Ω = Bᵀ (Yᵀ Ω)
+    g = eigenvalues[:, None] * (basis_map.T @ y_t_omega)
+    residual_sq = torch.zeros(q, dtype=torch.float64)
+    for i, rows in enumerate(blocks):
+        w = source.read("Y", rows) @ basis_map
+        if on_eigenvector_rows is not None:
+            on_eigenvector_rows(rows, w)
+        if q:
+            residual_sq += (source.read("HOmega", rows) - w @ g).square().sum(0)
+        log.info("reduce pass 2 (eigenvectors): row block %d / %d", i + 1, len(blocks))
+    if q:
+        result.frobenius_sq = float(h_omega_sq.mean())
+        result.residual_sq = float(residual_sq.mean())
+    return result
+
+
+def seigh(
+    op: torch.Tensor | Callable[[torch.Tensor], torch.Tensor],
+    dim: int,
+    k: int,
+    s: int | None = None,
+    *,
+    seed: int = 0,
+    test_matrix: str = "ssrft",
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    block_size: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` eigenpairs (by ``|λ|``) of a symmetric operator from ``s`` products with it.
+
+    Args:
+        op: a symmetric ``(dim, dim)`` tensor, or a callable mapping ``(dim, b)`` blocks to
+            ``(dim, b)`` blocks (e.g. a :class:`hessketch.HessianOperator`).
+        dim: the operator's size ``D``.
+        k: number of eigenpairs (outer measurements).
+        s: inner measurements, ``k <= s <= dim``; default ``min(2k, dim)``.
+        seed: seed of the test matrices; the result is a pure function of it.
+        test_matrix: ``"ssrft"`` (default), ``"gaussian"`` or ``"rademacher"``.
+        dtype: dtype of the measurements; default the tensor's dtype, float32 for callables.
+        device: device of the measurements; default the tensor's device, CPU for callables.
+        block_size: test vectors per product with ``op``.
+
+    Returns:
+        ``(eigenvalues (k,), eigenvectors (dim, k))`` sorted by descending ``|λ|``, in ``dtype``,
+        on the CPU.
+    """
+    if isinstance(op, torch.Tensor):
+        if op.shape != (dim, dim):
+            raise ValueError(f"op has shape {tuple(op.shape)}, expected ({dim}, {dim})")
+        dtype = dtype or op.dtype
+        device = device or op.device
+        matrix = op.to(dtype=dtype, device=device)
+
+        def apply(v: torch.Tensor) -> torch.Tensor:
+            return matrix @ v
+
+    else:
+        apply = op
+    dtype = dtype or torch.float32
+    spec = SketchSpec(
+        dim=dim,
+        k=k,
+        s=min(2 * k, dim) if s is None else s,
+        seed=seed,
+        test_matrix=test_matrix,
+        block_size=block_size,
+    )
+    sketch = measure_sketch(spec, apply, dtype=dtype, device=device)
+    result = reduce_sketch(sketch)
+    eigenvectors = sketch.read("Y") @ result.basis_map
+    return result.eigenvalues.to(dtype), eigenvectors.to(dtype)

@@ -1,0 +1,229 @@
+"""The on-disk sketch: a Zarr store written by independent measurement shards, and receipts.
+
+Layout of ``<store>.zarr``: arrays ``Y (D×k)``, ``Z (s×s)``, ``PhiY (s×k)``, ``HOmega (D×q)``,
+each chunked by columns in units of ``spec.block_size``, so a shard that owns a block writes
+whole chunks and concurrent shards need no locks. Unwritten entries are NaN. Attributes
+hold the :class:`~hessketch.sketch.SketchSpec`, the provenance (a hash of the parameter
+vector, the Hessian set) and a fresh ``store_id``.
+
+A shard writes its blocks, then a *receipt* (JSON, written atomically): the blocks, the
+``store_id``, the parameter hash, and a SHA-256 of every column block it wrote. A crashed
+shard leaves no receipt. :func:`verify_receipts` checks that the receipts cover every block
+exactly once and belong to this store; the reduction re-hashes the data while it reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import zarr
+
+from hessketch.errors import SketchStoreError
+from hessketch.sketch import Block, SketchSpec
+
+__all__ = ["ZarrSketch", "column_digest", "create_store", "verify_receipts", "write_json_atomic"]
+
+FORMAT_VERSION = 1
+ARRAYS = ("Y", "Z", "PhiY", "HOmega")
+# Rows per chunk of the tall arrays: about 16 MiB per float32 chunk at 64 columns.
+TALL_ROW_CHUNK = 1 << 16
+
+
+def _shapes(spec: SketchSpec) -> dict[str, tuple[int, int]]:
+    return {
+        "Y": (spec.dim, spec.k),
+        "Z": (spec.s, spec.s),
+        "PhiY": (spec.s, spec.k),
+        "HOmega": (spec.dim, spec.probes),
+    }
+
+
+def column_digest(values: np.ndarray) -> str:
+    """SHA-256 of a column block's float32 values in row-major order.
+
+    Hashing row blocks one after another gives the same digest, so a reader that streams
+    over rows can verify without a second pass.
+    """
+    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float32).tobytes()).hexdigest()
+
+
+def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write JSON so that readers see either nothing or the whole file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def create_store(path: str | Path, spec: SketchSpec, provenance: dict[str, Any]) -> None:
+    """Create an empty (all-NaN) sketch store at ``path``, replacing any previous one.
+
+    The store is built under a temporary name and renamed into place, so a crash never
+    leaves a half-initialized store at ``path``.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    group = zarr.open_group(str(tmp), mode="w")
+    for name, shape in _shapes(spec).items():
+        rows = min(shape[0], TALL_ROW_CHUNK) if name in ("Y", "HOmega") else shape[0]
+        group.create_array(
+            name,
+            shape=shape,
+            chunks=(max(rows, 1), spec.block_size),
+            dtype="float32",
+            fill_value=float("nan"),
+            compressors=None,  # float noise does not compress; skip the CPU cost
+        )
+    group.attrs.update(
+        {
+            "format_version": FORMAT_VERSION,
+            "spec": spec.to_dict(),
+            "provenance": provenance,
+            "store_id": uuid.uuid4().hex,
+        }
+    )
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+@dataclass
+class ZarrSketch:
+    """An opened sketch store: a :class:`~hessketch.seigh.SketchSource` that shards write to."""
+
+    path: Path
+    spec: SketchSpec
+    provenance: dict[str, Any]
+    store_id: str
+    row_block: int = TALL_ROW_CHUNK
+    _group: Any = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, path: str | Path, mode: str = "r") -> ZarrSketch:
+        """Open the store at ``path``; :class:`SketchStoreError` if it is missing or malformed."""
+        path = Path(path)
+        if not (path / "zarr.json").is_file():
+            raise SketchStoreError(f"no sketch store at {path} (zarr.json missing)")
+        try:
+            group = zarr.open_group(str(path), mode=mode)
+            attrs = dict(group.attrs)
+            spec = SketchSpec(**attrs["spec"])
+            missing = [n for n in ARRAYS if n not in group]
+        except (KeyError, TypeError, ValueError) as err:
+            raise SketchStoreError(f"sketch store {path} is malformed: {err}") from err
+        if attrs.get("format_version") != FORMAT_VERSION or missing:
+            raise SketchStoreError(
+                f"sketch store {path}: expected format {FORMAT_VERSION} with arrays {ARRAYS}, "
+                f"found format {attrs.get('format_version')} missing {missing}"
+            )
+        for name, shape in _shapes(spec).items():
+            if tuple(group[name].shape) != shape:
+                raise SketchStoreError(
+                    f"sketch store {path}: array {name} has shape {group[name].shape}, "
+                    f"expected {shape} from its spec"
+                )
+        return cls(path, spec, attrs["provenance"], attrs["store_id"], _group=group)
+
+    def write(self, name: str, start: int, values: torch.Tensor) -> str:
+        """Write ``values`` as columns ``start…`` of ``name``; returns their digest."""
+        data = values.detach().cpu().numpy().astype(np.float32, copy=False)
+        self._group[name][:, start : start + data.shape[1]] = data
+        return column_digest(data)
+
+    def read(self, name: str, rows: slice | None = None) -> torch.Tensor:
+        """Array ``name`` (optionally a row range) as float64."""
+        arr = self._group[name]
+        data = arr[:] if rows is None else arr[rows]
+        return torch.from_numpy(np.asarray(data, dtype=np.float64))
+
+    def block_columns(self, block: Block) -> dict[str, tuple[int, int]]:
+        """Columns ``[a, b)`` of each array that ``block`` writes."""
+        if block.kind == "probe":
+            return {"HOmega": (block.start, block.stop)}
+        out = {"Z": (block.start, block.stop)}
+        if block.start < self.spec.k:
+            stop = min(block.stop, self.spec.k)
+            out["Y"] = (block.start, stop)
+            out["PhiY"] = (block.start, stop)
+        return out
+
+
+def verify_receipts(
+    sketch: ZarrSketch, receipts: list[tuple[str, dict[str, Any]]]
+) -> dict[str, str]:
+    """Check that receipts belong to ``sketch`` and cover each block exactly once.
+
+    Args:
+        sketch: the opened store.
+        receipts: ``(file name, parsed receipt)`` pairs.
+
+    Returns:
+        The expected digest of every written column block, keyed ``"<array>:<start>"``.
+
+    Raises:
+        SketchStoreError: naming the receipt at fault.
+    """
+    expected = {tuple(b.to_list()) for b in sketch.spec.blocks()}
+    seen: dict[tuple[Any, ...], str] = {}
+    digests: dict[str, str] = {}
+    param_hash = sketch.provenance.get("param_hash")
+    for name, receipt in receipts:
+        if receipt.get("store_id") != sketch.store_id:
+            raise SketchStoreError(
+                f"receipt {name} belongs to store {receipt.get('store_id')}, not to {sketch.path} "
+                f"({sketch.store_id}): the store was re-created after this shard ran; rerun it"
+            )
+        if receipt.get("param_hash") != param_hash:
+            raise SketchStoreError(
+                f"receipt {name} was measured at parameters {receipt.get('param_hash')}, "
+                f"but the store is for {param_hash}"
+            )
+        for block in receipt["blocks"]:
+            key = tuple(block)
+            if key not in expected:
+                raise SketchStoreError(
+                    f"receipt {name} names block {block}, which {sketch.path} lacks"
+                )
+            if key in seen:
+                raise SketchStoreError(f"block {block} is claimed by both {seen[key]} and {name}")
+            seen[key] = name
+        digests.update(receipt["digests"])
+    missing = sorted(expected - set(seen))
+    if missing:
+        raise SketchStoreError(
+            f"{len(missing)} blocks of {sketch.path} have no receipt (first: {list(missing[0])}); "
+            "a measurement shard did not finish"
+        )
+    return digests
+
+
+def check_digests(sketch: ZarrSketch, digests: dict[str, str], hashers: dict[str, Any]) -> None:
+    """Compare streamed hashes of the tall arrays and fresh hashes of the small ones.
+
+    Args:
+        sketch: the store.
+        digests: expected digests from :func:`verify_receipts`.
+        hashers: running ``hashlib`` objects for the tall arrays, keyed like ``digests``.
+    """
+    found = {key: h.hexdigest() for key, h in hashers.items()}
+    small = {name: sketch.read(name).numpy() for name in ("Z", "PhiY")}
+    for block in sketch.spec.blocks():
+        for name, (a, b) in sketch.block_columns(block).items():
+            key = f"{name}:{a}"
+            if name in ("Z", "PhiY"):
+                found[key] = column_digest(small[name][:, a:b])
+            if found.get(key) != digests.get(key):
+                raise SketchStoreError(
+                    f"{sketch.path}: array {name}, columns [{a}, {b}) do not match the receipt of "
+                    "the shard that wrote them (overwritten or corrupt); rerun that shard"
+                )

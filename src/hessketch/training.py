@@ -1,0 +1,115 @@
+"""Plain SGD training (no momentum, weight decay or schedule) that records parameters."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hessketch.models import flatten_params
+
+__all__ = ["SGDConfig", "evaluate", "train_sgd"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SGDConfig:
+    """Settings of one training run."""
+
+    lr: float
+    batch_size: int
+    steps: int
+    seed: int
+    record_steps: tuple[int, ...]
+    eval_every: int = 100
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 10_000
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` (in eval mode) on ``(x, y)``."""
+    was_training = model.training
+    model.eval()
+    loss, correct = 0.0, 0
+    for i in range(0, len(x), batch):
+        logits = model(x[i : i + batch])
+        loss += float(nn.functional.cross_entropy(logits, y[i : i + batch], reduction="sum"))
+        correct += int((logits.argmax(1) == y[i : i + batch]).sum())
+    model.train(was_training)
+    return loss / len(x), correct / len(x)
+
+
+def train_sgd(
+    model: nn.Module,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    cfg: SGDConfig,
+    *,
+    on_record: Callable[[int, torch.Tensor], None],
+    device: torch.device | str = "cpu",
+) -> list[dict[str, float]]:
+    """Train with mini-batch SGD on the mean cross-entropy; seeded and reproducible.
+
+    Step ``t`` means "after ``t`` updates"; the parameters at every step in
+    ``cfg.record_steps`` are passed to ``on_record(step, flat_params)``. Mini-batches are
+    drawn without replacement from a seeded permutation per epoch.
+
+    Returns:
+        One row per evaluation (every ``cfg.eval_every`` steps and at the last step):
+        step, train/test loss and accuracy on the full splits, elapsed seconds.
+    """
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = model.to(device)
+    x_train, y_train = (t.to(device) for t in train)
+    x_test, y_test = (t.to(device) for t in test)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    record = set(cfg.record_steps)
+    rows: list[dict[str, float]] = []
+    order = torch.randperm(len(x_train), generator=gen)
+    cursor = 0
+    start = time.perf_counter()
+    for step in range(cfg.steps + 1):
+        if step in record:
+            on_record(step, flatten_params(model).cpu())
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            tr_loss, tr_acc = evaluate(model, x_train, y_train)
+            te_loss, te_acc = evaluate(model, x_test, y_test)
+            elapsed = time.perf_counter() - start
+            rows.append(
+                {
+                    "step": step,
+                    "train_loss": tr_loss,
+                    "train_accuracy": tr_acc,
+                    "test_loss": te_loss,
+                    "test_accuracy": te_acc,
+                    "seconds": elapsed,
+                }
+            )
+            log.info(
+                "step %d / %d: train loss %.4f acc %.4f, test loss %.4f acc %.4f (%.1f s)",
+                step,
+                cfg.steps,
+                tr_loss,
+                tr_acc,
+                te_loss,
+                te_acc,
+                elapsed,
+            )
+        if step == cfg.steps:
+            break
+        if cursor + cfg.batch_size > len(x_train):
+            order, cursor = torch.randperm(len(x_train), generator=gen), 0
+        idx = order[cursor : cursor + cfg.batch_size].to(device)
+        cursor += cfg.batch_size
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x_train[idx]), y_train[idx]).backward()
+        opt.step()
+    return rows

@@ -1,0 +1,91 @@
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+# The library lives in src/ of this repository; make it importable for the input functions
+# even when it is not installed (scripts import it the same way).
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from hessketch.pipeline.config import ConfigError, check_config, record_steps  # noqa: E402
+
+try:
+    check_config(config)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+RESULTS = f"results/{config['run']}"
+LOGS = f"{RESULTS}/logs"
+BENCHMARKS = f"{RESULTS}/benchmarks"
+STEP = f"{RESULTS}/hessian/step~{{step}}"
+RECEIPT = f"{STEP}/receipts/shard~{{scatteritem}}.json"
+# gather.measure() fills in {scatteritem} with str.format, so {step} must survive it escaped
+RECEIPTS_OF_STEP = RECEIPT.replace("{step}", "{{step}}")
+FIGURE_NAMES = ["overlap_over_training", "overlap_vs_k", "spectra", "training_curves"]
+
+
+wildcard_constraints:
+    step=r"\d+",
+    method="sketched|exact",
+    scatteritem=r"\d+-of-\d+",
+    figure="|".join(FIGURE_NAMES),
+
+
+scattergather:
+    measure=config["sketch"]["shards"],
+
+
+localrules:
+    create_sketch_store,
+
+
+def hessian_params():
+    """What defines a Hessian (besides the parameters): its set and how products are taken."""
+    params = {key: config["hessian"][key] for key in ("batch_size", "dtype", "method")}
+    return {"counts": config["hessian"]["set"], **params}
+
+
+def sketch_params():
+    """What defines a sketch: sizes, randomness, blocking."""
+    keys = ("k", "s", "seed", "test_matrix", "block_size", "probes")
+    params = {key: config["sketch"][key] for key in keys}
+    if params["s"] is None:
+        params["s"] = 2 * params["k"]
+    return params
+
+
+def training_params():
+    """What defines the training run, including the steps it records."""
+    return {**config["training"], "record_steps": record_steps(config)}
+
+
+def summaries_of(method):
+    """The overlap summaries of every step that has ``method``."""
+    steps = config["hessian"]["steps"] if method == "sketched" else config["exact"]["steps"]
+    return {t: f"{STEP.format(step=t)}/method~{method}/summary.json" for t in steps}
+
+
+def tables_of(method, name, steps):
+    """Table ``name`` of ``method`` at those of ``steps`` that have it."""
+    have = config["hessian"]["steps"] if method == "sketched" else config["exact"]["steps"]
+    return {t: f"{STEP.format(step=t)}/method~{method}/{name}.tsv" for t in steps if t in have}
+
+
+def spectrum_steps():
+    """Steps drawn in the spectrum figure: those with an exact reference, else steps_vs_k."""
+    return config["exact"]["steps"] or steps_vs_k()
+
+
+def steps_vs_k():
+    """Steps drawn in the overlap-against-k figure."""
+    return config["plots"]["steps_vs_k"] or config["hessian"]["steps"]
+
+
+def all_summaries():
+    """Every overlap summary of the study."""
+    return [*summaries_of("sketched").values(), *summaries_of("exact").values()]
+
+
+def all_figures():
+    """Every figure, as PDF and PNG."""
+    return expand(f"{RESULTS}/figures/{{name}}.{{ext}}", name=FIGURE_NAMES, ext=["pdf", "png"])

@@ -1,0 +1,49 @@
+rule create_sketch_store:
+    input:
+        trajectory=rules.train_model.output.trajectory,
+    output:
+        store=directory(f"{STEP}/sketch.zarr"),
+    log:
+        f"{LOGS}/create_sketch_store/step~{{step}}.log",
+    conda:
+        "../../envs/hessketch.yaml"
+    params:
+        hessian=hessian_params(),
+        sketch=sketch_params(),
+    script:
+        "../scripts/create_sketch_store.py"
+
+
+rule measure_sketch_shard:
+    input:
+        trajectory=rules.train_model.output.trajectory,
+        store=rules.create_sketch_store.output.store,
+    output:
+        receipt=RECEIPT,
+    log:
+        f"{LOGS}/measure_sketch_shard/step~{{step}}/shard~{{scatteritem}}.log",
+    benchmark:
+        f"{BENCHMARKS}/measure_sketch_shard/step~{{step}}/shard~{{scatteritem}}.tsv"
+    conda:
+        "../../envs/hessketch.yaml"
+    params:
+        hessian=hessian_params(),
+    script:
+        "../scripts/measure_sketch_shard.py"
+
+
+rule reduce_sketch:
+    input:
+        store=rules.create_sketch_store.output.store,
+        receipts=gather.measure(RECEIPTS_OF_STEP),
+    output:
+        eigenpairs=f"{STEP}/method~sketched/eigenpairs.h5",
+        report=f"{STEP}/method~sketched/report.json",
+    log:
+        f"{LOGS}/reduce_sketch/step~{{step}}.log",
+    benchmark:
+        f"{BENCHMARKS}/reduce_sketch/step~{{step}}.tsv"
+    conda:
+        "../../envs/hessketch.yaml"
+    script:
+        "../scripts/reduce_sketch.py"

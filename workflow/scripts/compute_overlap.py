@@ -1,0 +1,19 @@
+"""Adapter: rule compute_overlap → hessketch.pipeline.overlap.compute_overlap."""
+
+from hessketch.pipeline.common import run_stage
+from hessketch.pipeline.overlap import compute_overlap
+
+run_stage(
+    snakemake.log[0],
+    snakemake.threads,
+    compute_overlap,
+    eigenpairs_path=snakemake.input.eigenpairs,
+    trajectory_path=snakemake.input.trajectory,
+    step=int(snakemake.wildcards.step),
+    report_k=snakemake.params.report_k,
+    random_mask_seed=snakemake.params.random_mask_seed,
+    overlap_path=snakemake.output.overlap,
+    distances_path=snakemake.output.distances,
+    spectrum_path=snakemake.output.spectrum,
+    summary_path=snakemake.output.summary,
+)

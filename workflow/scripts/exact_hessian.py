@@ -1,0 +1,17 @@
+"""Adapter: rule exact_hessian → hessketch.pipeline.exact.exact_eigenpairs."""
+
+from hessketch.pipeline.common import run_stage
+from hessketch.pipeline.exact import exact_eigenpairs
+from hessketch.pipeline.hessian_at_step import HessianSpec
+
+run_stage(
+    snakemake.log[0],
+    snakemake.threads,
+    exact_eigenpairs,
+    trajectory_path=snakemake.input.trajectory,
+    step=int(snakemake.wildcards.step),
+    hessian=HessianSpec(**snakemake.params.hessian),
+    k=snakemake.params.k,
+    max_dim=snakemake.params.max_dim,
+    eigenpairs_path=snakemake.output.eigenpairs,
+)

@@ -1,0 +1,19 @@
+"""Adapter: each plot_* rule → the function of the same name in hessketch.pipeline.figures."""
+
+from hessketch.pipeline import figures
+from hessketch.pipeline.common import run_stage
+
+style = figures.FigureStyle(**snakemake.params.style)
+outputs = [snakemake.output.pdf, snakemake.output.png]
+if snakemake.rule == "plot_training_curves":
+    kwargs = {"metrics": snakemake.input.metrics}
+else:
+    kwargs = {"sketched": snakemake.params.sketched, "exact": snakemake.params.exact}
+run_stage(
+    snakemake.log[0],
+    snakemake.threads,
+    getattr(figures, snakemake.rule),
+    outputs=outputs,
+    style=style,
+    **kwargs,
+)
