@@ -1,16 +1,15 @@
 from __future__ import annotations
 
 import gzip
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from idx_files import idx_bytes, write_idx, write_split
 
 from hessketch.data import (
     DATASETS,
-    IDX_FILES,
     area_downsample,
     area_matrix,
     balanced_indices,
@@ -20,37 +19,6 @@ from hessketch.data import (
     read_idx,
 )
 from hessketch.errors import DataError
-
-_CODES = {
-    np.dtype(np.uint8): 0x08,
-    np.dtype(np.int8): 0x09,
-    np.dtype(np.int16): 0x0B,
-    np.dtype(np.int32): 0x0C,
-    np.dtype(np.float32): 0x0D,
-    np.dtype(np.float64): 0x0E,
-}
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """Encode an array in the real IDX format (big-endian header and data)."""
-    header = struct.pack(">BBBB", 0, 0, _CODES[array.dtype], array.ndim)
-    header += struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-
-
-def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
-    data = idx_bytes(array)
-    path.write_bytes(gzip.compress(data) if gz else data)
-    return path
-
-
-def write_split(root: Path, split: str, images: np.ndarray, labels: np.ndarray, gz: bool) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    image_stem, label_stem = IDX_FILES[split]
-    suffix = ".gz" if gz else ""
-    write_idx(root / (image_stem + suffix), images, gz)
-    write_idx(root / (label_stem + suffix), labels, gz)
-
 
 # --- read_idx -------------------------------------------------------------------------
 

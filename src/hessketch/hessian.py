@@ -120,7 +120,9 @@ class HessianOperator:
             def hvp_one(col: torch.Tensor) -> torch.Tensor:
                 return jvp(grad_fn, (self.params,), (col,))[1]
 
-            return vmap(hvp_one, in_dims=1, out_dims=1)(v)
+            # randomness="different": a random layer then yields random products, which the
+            # determinism check reports, instead of an opaque vmap error.
+            return vmap(hvp_one, in_dims=1, out_dims=1, randomness="different")(v)
         flat = self.params.detach().requires_grad_(True)
         with torch.enable_grad():
             g = torch.autograd.grad(self._loss(flat, x, y), flat, create_graph=True)[0]

@@ -58,7 +58,11 @@ class Reduction:
     Attributes:
         eigenvalues: ``(k,)`` float64, sorted by descending ``|λ|``.
         basis_map: ``(k, k)`` float64 ``B`` with eigenvectors ``W = Y B``.
-        frobenius_sq: estimate of ``‖H‖_F²`` from the probes (``None`` without probes).
+        frobenius_sq: estimate of ``‖H‖_F²``: ``Σλ² + residual_sq`` (Pythagoras for the
+            projection ``Ĥ = QQᵀHQQᵀ``, which the sketched core approximates). Far less noisy
+            than the plain probe estimate ``mean ‖Hω‖²`` when ``Ĥ`` captures most of ``H``.
+            ``None`` without probes.
+        frobenius_sq_probes: the plain probe estimate ``mean ‖Hω‖²`` (``None`` without probes).
         residual_sq: estimate of ``‖H − W Λ Wᵀ‖_F²`` from the probes (``None`` without).
         probes: number of probes behind the two estimates.
     """
@@ -66,6 +70,7 @@ class Reduction:
     eigenvalues: torch.Tensor
     basis_map: torch.Tensor
     frobenius_sq: float | None = None
+    frobenius_sq_probes: float | None = None
     residual_sq: float | None = None
     probes: int = 0
 
@@ -118,6 +123,16 @@ def _row_blocks(dim: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, dim))
 
 
+def _lstsq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Least-squares solution of ``a x = b`` for a tall, full-column-rank ``a``, via QR.
+
+    Not ``torch.linalg.lstsq``: its CPU driver is not bitwise reproducible from run to run,
+    and a rerun of the reduction must give the same bits.
+    """
+    q, r = torch.linalg.qr(a)
+    return torch.linalg.solve_triangular(r, q.T @ b, upper=True)
+
+
 def _core(spec: SketchSpec, r_factor: torch.Tensor, z: torch.Tensor, phiy: torch.Tensor):
     """Eigenvalues and basis map from ``R``, ``Z`` and ``PhiY`` (steps 2–4 of the module doc)."""
     _, sigma, vh = torch.linalg.svd(r_factor)
@@ -130,8 +145,8 @@ def _core(spec: SketchSpec, r_factor: torch.Tensor, z: torch.Tensor, phiy: torch
     m = vh.T / sigma  # Q = Y M has orthonormal columns
     psi_q = z[:, : spec.k] @ m
     phi_q = phiy @ m
-    left = torch.linalg.lstsq(psi_q, z).solution  # (ΨQ)⁺ Z
-    core = torch.linalg.lstsq(phi_q, left.T).solution.T  # … ((ΦQ)⁺)ᵀ
+    left = _lstsq(psi_q, z)  # (ΨQ)⁺ Z
+    core = _lstsq(phi_q, left.T).T  # … ((ΦQ)⁺)ᵀ
     eigenvalues, u = torch.linalg.eigh((core + core.T) / 2)
     order = torch.argsort(eigenvalues.abs(), descending=True, stable=True)
     return eigenvalues[order], m @ u[:, order]
@@ -190,8 +205,9 @@ def reduce_sketch(
             residual_sq += (source.read("HOmega", rows) - w @ g).square().sum(0)
         log.info("reduce pass 2 (eigenvectors): row block %d / %d", i + 1, len(blocks))
     if q:
-        result.frobenius_sq = float(h_omega_sq.mean())
+        result.frobenius_sq_probes = float(h_omega_sq.mean())
         result.residual_sq = float(residual_sq.mean())
+        result.frobenius_sq = float(eigenvalues.square().sum()) + result.residual_sq
     return result
 
 

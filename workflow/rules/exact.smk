@@ -9,6 +9,9 @@ rule exact_hessian:
         f"{BENCHMARKS}/exact_hessian/step~{{step}}.tsv"
     conda:
         "../../envs/hessketch.yaml"
+    resources:
+        mem_mb=mem_mb_exact,
+        runtime=runtime_minutes(60),
     params:
         hessian=hessian_params(),
         k=config["exact"]["k"],

@@ -11,6 +11,9 @@ rule compute_overlap:
         f"{LOGS}/compute_overlap/step~{{step}}/method~{{method}}.log",
     conda:
         "../../envs/hessketch.yaml"
+    resources:
+        mem_mb=mem_mb_overlap,
+        runtime=runtime_minutes(20),
     params:
         report_k=config["overlap"]["report_k"],
         random_mask_seed=config["overlap"]["random_mask_seed"],

@@ -26,6 +26,9 @@ rule measure_sketch_shard:
         f"{BENCHMARKS}/measure_sketch_shard/step~{{step}}/shard~{{scatteritem}}.tsv"
     conda:
         "../../envs/hessketch.yaml"
+    resources:
+        mem_mb=mem_mb_measure,
+        runtime=runtime_minutes(60),
     params:
         hessian=hessian_params(),
     script:
@@ -45,5 +48,8 @@ rule reduce_sketch:
         f"{BENCHMARKS}/reduce_sketch/step~{{step}}.tsv"
     conda:
         "../../envs/hessketch.yaml"
+    resources:
+        mem_mb=mem_mb_reduce,
+        runtime=runtime_minutes(60),
     script:
         "../scripts/reduce_sketch.py"

@@ -8,6 +8,9 @@ rule train_model:
         f"{BENCHMARKS}/train_model.tsv"
     conda:
         "../../envs/hessketch.yaml"
+    resources:
+        mem_mb=mem_mb_train,
+        runtime=runtime_minutes(60),
     params:
         data=config["data"],
         model=config["model"],

@@ -89,6 +89,7 @@ def reduce_sketch_store(
         "reduce_seconds": time.perf_counter() - started,
         "probes": result.probes,
         "frobenius_sq_estimate": result.frobenius_sq,
+        "frobenius_sq_probes": result.frobenius_sq_probes,
         "residual_sq_estimate": result.residual_sq,
     }
     if result.probes and result.frobenius_sq:
