@@ -36,6 +36,7 @@ rule all:
     input:
         all_figures(),
         all_summaries(),
+        comparison(),
 
 
 rule figures:

@@ -37,7 +37,9 @@ def test_mlp16_has_the_papers_parameter_count() -> None:
 def test_hvp_matches_dense_hessian(method: str, batch_size: int) -> None:
     model, theta, x, y = tiny_problem()
     h = reference_hessian(model, theta, x, y)
-    op = HessianOperator(model, theta, x, y, batch_size=batch_size, dtype=torch.float64, method=method)
+    op = HessianOperator(
+        model, theta, x, y, batch_size=batch_size, dtype=torch.float64, method=method
+    )
     v = torch.randn(theta.numel(), 6, dtype=torch.float64)
     torch.testing.assert_close(op @ v, h @ v, rtol=1e-10, atol=1e-12)
     assert op.num_products == 6

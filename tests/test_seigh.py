@@ -69,7 +69,9 @@ def test_known_spectra(case: str, test_matrix: str) -> None:
     tail = float(lam[order[k:]].norm())
     torch.testing.assert_close(values[:top], lam[order[:top]], rtol=0, atol=tail)
     # eigenvectors orthonormal to float64 precision, and aligned with the true ones
-    torch.testing.assert_close(vectors.T @ vectors, torch.eye(k, dtype=torch.float64), rtol=0, atol=1e-10)
+    torch.testing.assert_close(
+        vectors.T @ vectors, torch.eye(k, dtype=torch.float64), rtol=0, atol=1e-10
+    )
     alignment = (vectors[:, :top] * q[:, order[:top]]).sum(0).square()
     assert float(alignment.min()) >= cos2
 
@@ -77,8 +79,8 @@ def test_known_spectra(case: str, test_matrix: str) -> None:
 def test_float32_and_callable_operator() -> None:
     lam = spectrum("exponential")
     a, _ = matrix(lam)
-    v64, w64 = seigh(a, D, 40, 80, seed=1)
-    v32, w32 = seigh(lambda x: (a.float() @ x), D, 40, 80, seed=1)
+    v64, _w64 = seigh(a, D, 40, 80, seed=1)
+    v32, _w32 = seigh(lambda x: a.float() @ x, D, 40, 80, seed=1)
     assert v32.dtype == torch.float32
     # single-precision measurements: top eigenvalues agree to 1e-4 relative
     torch.testing.assert_close(v32[:10].double(), v64[:10], rtol=1e-4, atol=0)

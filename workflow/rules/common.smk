@@ -81,6 +81,22 @@ def steps_vs_k():
     return config["plots"]["steps_vs_k"] or config["hessian"]["steps"]
 
 
+def outputs_at_exact_steps(method):
+    """Eigenpairs and summary of ``method`` at every step with an exact reference."""
+    return {
+        t: {
+            "eigenpairs": f"{STEP.format(step=t)}/method~{method}/eigenpairs.h5",
+            "summary": f"{STEP.format(step=t)}/method~{method}/summary.json",
+        }
+        for t in config["exact"]["steps"]
+    }
+
+
+def comparison():
+    """The sketched-against-exact table, when the study has exact steps."""
+    return [f"{RESULTS}/comparison.tsv"] if config["exact"]["steps"] else []
+
+
 def all_summaries():
     """Every overlap summary of the study."""
     return [*summaries_of("sketched").values(), *summaries_of("exact").values()]

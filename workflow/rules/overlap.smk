@@ -19,3 +19,21 @@ rule compute_overlap:
         random_mask_seed=config["overlap"]["random_mask_seed"],
     script:
         "../scripts/compute_overlap.py"
+
+
+rule compare_to_exact:
+    input:
+        sketched=[p for s in outputs_at_exact_steps("sketched").values() for p in s.values()],
+        exact=[p for s in outputs_at_exact_steps("exact").values() for p in s.values()],
+    output:
+        table=f"{RESULTS}/comparison.tsv",
+    log:
+        f"{LOGS}/compare_to_exact.log",
+    conda:
+        "../../envs/hessketch.yaml"
+    params:
+        sketched=outputs_at_exact_steps("sketched"),
+        exact=outputs_at_exact_steps("exact"),
+        top=10,
+    script:
+        "../scripts/compare_to_exact.py"

@@ -1,0 +1,198 @@
+"""The sharded Zarr sketch: shard-count independence, receipts, crash and rerun, staleness."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import zarr
+from idx_files import write_fake_mnist
+
+from hessketch.errors import SketchStoreError
+from hessketch.models import build_model, flatten_params
+from hessketch.pipeline.hessian_at_step import HessianSpec
+from hessketch.pipeline.measure import create_sketch_store, measure_sketch_shard
+from hessketch.pipeline.reduce import reduce_sketch_store
+from hessketch.trajectory import write_trajectory
+
+MODEL = {"name": "mlp", "widths": [64, 8, 10]}
+HESSIAN = HessianSpec(counts={"train": 30, "test": 20}, batch_size=20)
+SKETCH = {"k": 12, "s": 30, "seed": 4, "test_matrix": "ssrft", "block_size": 4, "probes": 3}
+
+
+@pytest.fixture(scope="module")
+def trajectory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_fake_mnist(root, n_train=100, n_test=50)
+    torch.manual_seed(1)
+    model = build_model(MODEL)
+    theta = flatten_params(model)
+    path = root / "trajectory.h5"
+    meta = {"model": MODEL, "data": {"dataset": "mnist", "root": str(root), "image_size": 8}}
+    write_trajectory(path, [0, 5], [theta, theta * 1.5], meta)
+    return path
+
+
+def measure(trajectory: Path, store: Path, shards: int, step: int = 0) -> list[Path]:
+    create_sketch_store(
+        trajectory_path=trajectory, step=step, hessian=HESSIAN, sketch=SKETCH, store_path=store
+    )
+    receipts = []
+    for i in range(1, shards + 1):
+        receipt = store.parent / f"receipts-{store.name}" / f"shard~{i}-of-{shards}.json"
+        measure_sketch_shard(
+            trajectory_path=trajectory,
+            step=step,
+            hessian=HESSIAN,
+            store_path=store,
+            scatter_item=f"{i}-of-{shards}",
+            receipt_path=receipt,
+            device="cpu",
+        )
+        receipts.append(receipt)
+    return receipts
+
+
+def arrays(store: Path) -> dict[str, np.ndarray]:
+    group = zarr.open_group(str(store), mode="r")
+    return {name: group[name][:] for name in ("Y", "Z", "PhiY", "HOmega")}
+
+
+def reduce(store: Path, receipts: list[Path], out: Path) -> tuple[np.ndarray, dict]:
+    reduce_sketch_store(
+        store_path=store,
+        receipt_paths=receipts,
+        eigenpairs_path=out / "eig.h5",
+        report_path=out / "report.json",
+    )
+    with h5py.File(out / "eig.h5", "r") as f:
+        return f["eigenvalues"][:], json.loads((out / "report.json").read_text())
+
+
+def test_one_and_seven_shards_give_identical_sketches(trajectory: Path, tmp_path: Path) -> None:
+    one = measure(trajectory, tmp_path / "one.zarr", 1)
+    seven = measure(trajectory, tmp_path / "seven.zarr", 7)
+    a, b = arrays(tmp_path / "one.zarr"), arrays(tmp_path / "seven.zarr")
+    for name in a:
+        assert not np.isnan(a[name]).any(), name
+        assert a[name].tobytes() == b[name].tobytes(), name
+    values_one, report = reduce(tmp_path / "one.zarr", one, tmp_path / "r1")
+    values_seven, _ = reduce(tmp_path / "seven.zarr", seven, tmp_path / "r7")
+    assert values_one.tobytes() == values_seven.tobytes()
+    assert report["hvps"] == SKETCH["s"] + SKETCH["probes"]
+
+
+def test_missing_receipt_is_reported(trajectory: Path, tmp_path: Path) -> None:
+    receipts = measure(trajectory, tmp_path / "s.zarr", 3)
+    with pytest.raises(SketchStoreError, match="have no receipt"):
+        reduce(tmp_path / "s.zarr", receipts[:2], tmp_path / "r")
+    assert not (tmp_path / "r" / "eig.h5").exists()
+
+
+def test_receipt_of_a_recreated_store_is_stale(trajectory: Path, tmp_path: Path) -> None:
+    receipts = measure(trajectory, tmp_path / "s.zarr", 2)
+    create_sketch_store(
+        trajectory_path=trajectory,
+        step=0,
+        hessian=HESSIAN,
+        sketch=SKETCH,
+        store_path=tmp_path / "s.zarr",
+    )
+    with pytest.raises(SketchStoreError, match="re-created after this shard ran"):
+        reduce(tmp_path / "s.zarr", receipts, tmp_path / "r")
+
+
+def test_overwritten_chunk_is_detected(trajectory: Path, tmp_path: Path) -> None:
+    store = tmp_path / "s.zarr"
+    receipts = measure(trajectory, store, 2)
+    group = zarr.open_group(str(store), mode="r+")
+    group["Y"][:, 4:8] = group["Y"][:, 4:8] * 1.0001
+    with pytest.raises(SketchStoreError, match=r"array Y, columns \[4, 8\) do not match"):
+        reduce(store, receipts, tmp_path / "r")
+
+
+def test_store_of_other_parameters_is_refused(trajectory: Path, tmp_path: Path) -> None:
+    store = tmp_path / "s.zarr"
+    create_sketch_store(
+        trajectory_path=trajectory, step=5, hessian=HESSIAN, sketch=SKETCH, store_path=store
+    )
+    with pytest.raises(SketchStoreError, match="the store is stale"):
+        measure_sketch_shard(
+            trajectory_path=trajectory,
+            step=0,
+            hessian=HESSIAN,
+            store_path=store,
+            scatter_item="1-of-1",
+            receipt_path=tmp_path / "r.json",
+            device="cpu",
+        )
+
+
+def test_missing_or_malformed_store(tmp_path: Path) -> None:
+    from hessketch.store import ZarrSketch
+
+    with pytest.raises(SketchStoreError, match="no sketch store"):
+        ZarrSketch.open(tmp_path / "nothing.zarr")
+    zarr.open_group(str(tmp_path / "bad.zarr"), mode="w").attrs["spec"] = {"dim": 3}
+    with pytest.raises(SketchStoreError, match="malformed"):
+        ZarrSketch.open(tmp_path / "bad.zarr")
+
+
+CRASHING_SHARD = """
+import os, sys
+import hessketch.pipeline.measure as m
+from hessketch.pipeline.hessian_at_step import HessianSpec
+
+real, count = m.measure_block, [0]
+def dying(*args, **kwargs):
+    count[0] += 1
+    if count[0] == 3:
+        os._exit(9)  # killed midway: two blocks written, no receipt
+    return real(*args, **kwargs)
+m.measure_block = dying
+m.measure_sketch_shard(trajectory_path=sys.argv[1], step=0, hessian=HessianSpec(**{hessian}),
+                       store_path=sys.argv[2], scatter_item="1-of-1", receipt_path=sys.argv[3],
+                       device="cpu")
+"""
+
+
+def test_shard_killed_midway_then_rerun_is_bit_identical(trajectory: Path, tmp_path: Path) -> None:
+    reference = measure(trajectory, tmp_path / "ref.zarr", 1)
+    store, receipt = tmp_path / "s.zarr", tmp_path / "receipt.json"
+    create_sketch_store(
+        trajectory_path=trajectory, step=0, hessian=HESSIAN, sketch=SKETCH, store_path=store
+    )
+    code = CRASHING_SHARD.replace("{hessian}", repr(HESSIAN.__dict__))
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(trajectory), str(store), str(receipt)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 9, proc.stderr
+    assert not receipt.exists()
+    partial = arrays(store)["Z"]
+    assert np.isnan(partial).any() and not np.isnan(partial).all()  # really stopped midway
+    with pytest.raises(SketchStoreError, match="have no receipt"):
+        reduce(store, [], tmp_path / "r")
+    measure_sketch_shard(
+        trajectory_path=trajectory,
+        step=0,
+        hessian=HESSIAN,
+        store_path=store,
+        scatter_item="1-of-1",
+        receipt_path=receipt,
+        device="cpu",
+    )
+    a, b = arrays(tmp_path / "ref.zarr"), arrays(store)
+    for name in a:
+        assert a[name].tobytes() == b[name].tobytes(), name
+    assert (
+        reduce(store, [receipt], tmp_path / "r")[0].tobytes()
+        == reduce(tmp_path / "ref.zarr", reference, tmp_path / "r0")[0].tobytes()
+    )

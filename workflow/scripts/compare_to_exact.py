@@ -1,0 +1,14 @@
+"""Adapter: rule compare_to_exact → hessketch.pipeline.compare.compare_to_exact."""
+
+from hessketch.pipeline.common import run_stage
+from hessketch.pipeline.compare import compare_to_exact
+
+run_stage(
+    snakemake.log[0],
+    snakemake.threads,
+    compare_to_exact,
+    sketched=snakemake.params.sketched,
+    exact=snakemake.params.exact,
+    top=snakemake.params.top,
+    table_path=snakemake.output.table,
+)
