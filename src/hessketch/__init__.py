@@ -1,0 +1,41 @@
+"""hessketch: Hessian eigenpairs of large networks by sketched eigendecomposition.
+
+The public API; everything else is reachable through its module (``hessketch.metrics``,
+``hessketch.testmatrices``, …) and the workflow's stages live in ``hessketch.pipeline``.
+"""
+
+from hessketch.errors import (
+    DataError,
+    HessketchError,
+    NonDeterminismError,
+    NumericalError,
+    SketchStoreError,
+    TrajectoryError,
+)
+from hessketch.hessian import HessianOperator, dense_matrix
+from hessketch.models import build_model, flatten_params, register_model, unflatten_params
+from hessketch.seigh import measure_sketch, reduce_sketch, seigh
+from hessketch.sketch import SketchSpec
+from hessketch.testmatrices import make_test_matrix
+
+__all__ = [
+    "DataError",
+    "HessianOperator",
+    "HessketchError",
+    "NonDeterminismError",
+    "NumericalError",
+    "SketchSpec",
+    "SketchStoreError",
+    "TrajectoryError",
+    "build_model",
+    "dense_matrix",
+    "flatten_params",
+    "make_test_matrix",
+    "measure_sketch",
+    "reduce_sketch",
+    "register_model",
+    "seigh",
+    "unflatten_params",
+]
+
+__version__ = "0.1.0"
