@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import time
 from pathlib import Path
@@ -19,6 +20,14 @@ from hessketch.trajectory import Trajectory, param_hash
 __all__ = ["create_sketch_store", "measure_sketch_shard", "parse_scatter_item"]
 
 log = logging.getLogger(__name__)
+
+# Where the shard ran, for the receipt: the scheduler's job and the GPUs it granted.
+_SCHEDULER_VARIABLES = (
+    "CUDA_VISIBLE_DEVICES",
+    "SLURM_JOB_ID",
+    "SLURM_JOB_PARTITION",
+    "SLURMD_NODENAME",
+)
 
 
 def parse_scatter_item(item: str) -> tuple[int, int]:
@@ -89,7 +98,8 @@ def measure_sketch_shard(
         raise SketchStoreError(f"{store_path} has D={sketch.spec.dim}, the model has {op.dim}")
     blocks = shard_blocks(sketch.spec, shard, num_shards)
     total = sum(b.size for b in blocks)
-    log.info("shard %s: %d blocks, %d HVPs", scatter_item, len(blocks), total)
+    scheduler = {key: os.environ[key] for key in _SCHEDULER_VARIABLES if key in os.environ}
+    log.info("shard %s: %d blocks, %d HVPs; %s", scatter_item, len(blocks), total, scheduler)
     digests: dict[str, str] = {}
     started, done = time.perf_counter(), 0
     for block in blocks:
@@ -122,5 +132,6 @@ def measure_sketch_shard(
             else platform.processor() or "cpu",
             "host": platform.node(),
             "torch": torch.__version__,
+            "environment": scheduler,
         },
     )
