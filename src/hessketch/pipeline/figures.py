@@ -77,7 +77,7 @@ def plot_overlap_over_training(
         )
     if k is not None:
         ax.axhline(k / dim, color=COLORS["chance"], ls=":", label=f"chance k/D = {k / dim:.4f}")
-        ax.set_title(f"top-{k} eigenspace vs. top-{k} magnitude mask (D = {dim:,})")
+        ax.set_title(f"top-{k} eigenspace vs. magnitude mask, D = {dim:,}", fontsize="medium")
     ax.set_xlabel("training step")
     ax.set_ylabel("overlap")
     ax.set_yscale("log")
