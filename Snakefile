@@ -37,6 +37,7 @@ rule all:
         all_figures(),
         all_summaries(),
         comparison(),
+        f"{RESULTS}/stability.tsv",
 
 
 rule figures:

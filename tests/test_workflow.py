@@ -86,6 +86,7 @@ def test_dry_run_of_the_default_study(tmp_path: Path) -> None:
         "exact_hessian": exact,
         "compute_overlap": steps + exact,
         "compare_to_exact": 1,
+        "compute_stability": 1,
         "plot_overlap_over_training": 1,
         "plot_overlap_vs_k": 1,
         "plot_spectra": 1,
@@ -179,6 +180,7 @@ def test_rerun_behaviour(tiny_run: tuple[Path, dict]) -> None:
         "reduce_sketch": steps,
         "compute_overlap": steps,  # the exact ones are independent of the sketch
         "compare_to_exact": 1,
+        "compute_stability": 1,
         **{rule: 1 for rule in plots if rule != "plot_training_curves"},
     }
     longer = with_changes(config, training={"steps": 300})

@@ -92,6 +92,14 @@ def outputs_at_exact_steps(method):
     }
 
 
+def sketched_eigenpairs():
+    """The sketched eigenpair file of every Hessian step."""
+    return {
+        t: f"{STEP.format(step=t)}/method~sketched/eigenpairs.h5"
+        for t in config["hessian"]["steps"]
+    }
+
+
 def comparison():
     """The sketched-against-exact table, when the study has exact steps."""
     return [f"{RESULTS}/comparison.tsv"] if config["exact"]["steps"] else []

@@ -37,3 +37,20 @@ rule compare_to_exact:
         top=10,
     script:
         "../scripts/compare_to_exact.py"
+
+
+rule compute_stability:
+    input:
+        eigenpairs=sketched_eigenpairs().values(),
+        trajectory=rules.train_model.output.trajectory,
+    output:
+        table=f"{RESULTS}/stability.tsv",
+    log:
+        f"{LOGS}/compute_stability.log",
+    conda:
+        "../../envs/hessketch.yaml"
+    params:
+        eigenpairs=sketched_eigenpairs(),
+        k=config["overlap"]["report_k"],
+    script:
+        "../scripts/compute_stability.py"

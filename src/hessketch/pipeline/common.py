@@ -23,6 +23,7 @@ from hessketch.errors import DataError, HessketchError
 __all__ = [
     "DataSpec",
     "EigenpairWriter",
+    "eigenpair_dims",
     "load_hessian_set",
     "pick_device",
     "read_eigenpairs",
@@ -210,15 +211,38 @@ class EigenpairWriter:
 
 
 def read_eigenpairs(
-    path: str | Path, k: int | None = None
+    path: str | Path, k: int | None = None, rows: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """Eigenvalues ``(k,)`` float64, eigenvectors ``(D, k)`` float64 and attributes of a file."""
+    """Eigenvalues ``(k,)``, eigenvectors and attributes of an eigenpair file (float64).
+
+    Args:
+        path: the file.
+        k: read only the first ``k`` pairs (default: all).
+        rows: read only these rows of the eigenvectors, in this order (default: all ``D``
+            rows). A mask overlap needs only the rows of the mask, so large ``D`` never has
+            to fit in memory.
+    """
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
             values = torch.from_numpy(f["eigenvalues"][:k])
-            vectors = torch.from_numpy(f["eigenvectors"][:, :k].astype(np.float64))
+            data = f["eigenvectors"]
+            if rows is None:
+                vectors = torch.from_numpy(data[:, :k].astype(np.float64))
+            else:  # h5py reads increasing indices only: read sorted, then restore the order
+                sorted_rows, inverse = torch.unique(rows, sorted=True, return_inverse=True)
+                block = data[sorted_rows.numpy(), :k].astype(np.float64)
+                vectors = torch.from_numpy(block)[inverse]
             attrs = {key: json.loads(v) for key, v in f.attrs.items()}
     except (OSError, KeyError) as err:
         raise HessketchError(f"eigenpair file {path} is missing or corrupt: {err}") from err
     return values, vectors, attrs
+
+
+def eigenpair_dims(path: str | Path) -> tuple[int, int]:
+    """``(D, k)`` of an eigenpair file."""
+    try:
+        with h5py.File(path, "r") as f:
+            return tuple(f["eigenvectors"].shape)  # type: ignore[return-value]
+    except (OSError, KeyError) as err:
+        raise HessketchError(f"eigenpair file {path} is missing or corrupt: {err}") from err

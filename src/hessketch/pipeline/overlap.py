@@ -16,7 +16,7 @@ from hessketch.metrics import (
     mask_overlap_curve,
     mask_principal_angles,
 )
-from hessketch.pipeline.common import read_eigenpairs, write_table
+from hessketch.pipeline.common import eigenpair_dims, read_eigenpairs, write_table
 from hessketch.store import write_json_atomic
 from hessketch.trajectory import Trajectory, param_hash
 
@@ -49,22 +49,31 @@ def compute_overlap(
     Grassmannian distances on a grid of k; the spectrum with curvature concentration) and a
     JSON summary at ``report_k``.
     """
-    eigenvalues, eigenvectors, attrs = read_eigenpairs(eigenpairs_path)
     theta = Trajectory.open(trajectory_path).params(step)
+    dim, kmax = eigenpair_dims(eigenpairs_path)
+    if dim != theta.numel():
+        raise HessketchError(
+            f"{eigenpairs_path} has D={dim}, but step {step} of {trajectory_path} has "
+            f"{theta.numel()} parameters"
+        )
+    if not 1 <= report_k <= kmax:
+        raise HessketchError(
+            f"overlap.report_k={report_k} must be within 1..{kmax} (the eigenpairs held)"
+        )
+    # Only the rows of the top-K masks are needed: K×K blocks, whatever D is.
+    order = magnitude_order(theta)[:kmax]
+    gen = torch.Generator().manual_seed(random_mask_seed)
+    random_order = torch.randperm(dim, generator=gen)[:kmax]
+    eigenvalues, mask_rows, attrs = read_eigenpairs(eigenpairs_path, rows=order)
+    _, random_rows, _ = read_eigenpairs(eigenpairs_path, rows=random_order)
     if attrs["provenance"]["param_hash"] != param_hash(theta):
         raise HessketchError(
             f"{eigenpairs_path} was computed at other parameters than step {step} of "
             f"{trajectory_path} (parameter hashes differ): it is stale"
         )
-    dim, kmax = eigenvectors.shape
-    if not 1 <= report_k <= kmax:
-        raise HessketchError(
-            f"overlap.report_k={report_k} must be within 1..{kmax} (the eigenpairs held)"
-        )
-    order = magnitude_order(theta)
-    curve = mask_overlap_curve(eigenvectors, order)
-    random_order = torch.randperm(dim, generator=torch.Generator().manual_seed(random_mask_seed))
-    random_curve = mask_overlap_curve(eigenvectors, random_order)
+    first = torch.arange(kmax)
+    curve = mask_overlap_curve(mask_rows, first)
+    random_curve = mask_overlap_curve(random_rows, first)
     rows = []
     for k in range(1, kmax + 1):
         chance = float(chance_overlap(k, dim))
@@ -80,7 +89,7 @@ def compute_overlap(
     write_table(overlap_path, rows)
     dist_rows = []
     for k in distance_grid(kmax, (report_k,)):
-        angles = mask_principal_angles(eigenvectors[:, :k], order[:k])
+        angles = mask_principal_angles(mask_rows[:, :k], first[:k])
         dist_rows.append({"k": k, **grassmann_distances(angles)})
     write_table(distances_path, dist_rows)
     frob = attrs.get("frobenius_sq") or attrs.get("frobenius_sq_estimate")
