@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -42,10 +41,18 @@ def build_store(path: Path, dim: int, k: int, rank: int = 16) -> None:
             sketch.write(name, start, values)
 
 
+def peak_rss_mb() -> float:
+    """VmHWM of this process (ru_maxrss would include the parent's peak, kept across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def reduce_in_this_process(path: str) -> None:
     start = time.perf_counter()
     result = reduce_sketch(ZarrSketch.open(path), on_eigenvector_rows=lambda rows, w: None)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     print(
         json.dumps(
             {
@@ -57,6 +64,13 @@ def reduce_in_this_process(path: str) -> None:
     )
 
 
+def baseline_mb() -> float:
+    code = "import torch, zarr, hessketch.seigh, sys; sys.path.insert(0, 'benchmarks');"
+    code += "from bench_reduce_memory import peak_rss_mb; print(peak_rss_mb())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dims", type=int, nargs="+", default=[250_000, 1_000_000, 2_000_000])
@@ -66,6 +80,7 @@ def main() -> None:
     if args.child:
         reduce_in_this_process(args.child)
         return
+    print(f"baseline (python + torch + zarr imported): {baseline_mb():.0f} MB")
     print(f"{'D':>10}{'k':>6}{'Y float64 MB':>14}{'peak RSS MB':>13}{'seconds':>9}")
     for dim in args.dims:
         with tempfile.TemporaryDirectory() as tmp:
