@@ -3,7 +3,8 @@
 # and for trying `snakemake --profile profiles/slurm` on one machine.
 #
 # Usage (as root):  tools/slurm/start-slurm.sh [RUN_DIR]      stop: tools/slurm/stop-slurm.sh
-#   RUN_DIR  PID files, daemon output, generated configs ($SLURM_RUN_DIR, else /tmp/hessketch-slurm)
+#   RUN_DIR  PID files, daemon output, generated configs ($SLURM_RUN_DIR, else /tmp/hessketch-slurm);
+#            recorded in /run/slurm/start-slurm.rundir while the cluster is up
 # Environment (all optional):
 #   SLURM_ACCOUNTING=none|slurmdbd  none (default): no accounting database, so `sacct` fails;
 #                   run Snakemake with `--slurm-status-command squeue`. slurmdbd: MariaDB +
@@ -80,6 +81,12 @@ stop_ours() {  # stop_ours NAME COMM: SIGTERM our daemon, SIGKILL after 15 s
     [ ! -d "/proc/$p" ] || kill -KILL "$p"
     rm -f "$PIDS/$1.pid"
 }
+
+# --- refuse to touch a cluster that this RUN_DIR did not start
+if ! alive slurmctld slurmctld && [ -f $CONF/slurm.conf ] && scontrol ping >/dev/null 2>&1; then
+    other=$(cat /run/slurm/start-slurm.rundir 2>/dev/null || true)
+    die "a slurmctld runs that was not started with RUN_DIR $RUN_DIR${other:+ (but with $other: stop-slurm.sh $other stops it)}"
+fi
 
 # --- directories, munge key, fake GPUs
 install -d -o munge -g munge -m 0755 /run/munge
@@ -188,7 +195,9 @@ else
 fi
 wait_for 10 sh -c 'munge -n | unmunge' || die "munge does not work"
 
-if [ "$ACCOUNTING" = slurmdbd ]; then
+if [ "$ACCOUNTING" = none ]; then  # left over from an earlier start in mode slurmdbd
+    stop_ours slurmdbd slurmdbd; stop_ours mariadb mariadbd
+else
     install -d -o mysql -g mysql -m 0755 /run/mysqld
     if ! alive mariadb mariadbd; then
         [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql >"$LOGS/mariadb-install.log" 2>&1
@@ -213,7 +222,6 @@ if [ "$ACCOUNTING" = slurmdbd ]; then
 fi
 
 if ! alive slurmctld slurmctld; then
-    scontrol ping >/dev/null 2>&1 && die "a slurmctld this script did not start is running"
     launch slurmctld /usr/sbin/slurmctld -D -i
 fi
 wait_for 30 scontrol ping || die "slurmctld does not answer, see /var/log/slurm/slurmctld.log"
@@ -230,6 +238,7 @@ while :; do
     [ $SECONDS -lt $end ] || die "node $NODE not idle after ${TIMEOUT}s (state '$st'), see /var/log/slurm/"
     sleep 0.5
 done
+echo "$RUN_DIR" >/run/slurm/start-slurm.rundir  # where the PIDs are, for stop-slurm.sh and tests
 log "cluster up: node $NODE $st, $CPUS CPUs, $MEM_MB MB, $GPUS fake GPUs, accounting=$ACCOUNTING"
 for n in munged mariadb slurmdbd slurmctld slurmd; do
     [ ! -s "$PIDS/$n.pid" ] || echo "$n $(cat "$PIDS/$n.pid")"

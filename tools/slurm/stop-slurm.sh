@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Stop the local SLURM cluster started by tools/slurm/start-slurm.sh.
 #
-# Usage (as root):  tools/slurm/stop-slurm.sh [RUN_DIR]   (same RUN_DIR as start-slurm.sh)
+# Usage (as root):  tools/slurm/stop-slurm.sh [RUN_DIR]
+#   RUN_DIR  as given to start-slurm.sh (default: $SLURM_RUN_DIR, else the one it recorded)
 # Cancels leftover jobs first (slurmstepd outlives slurmd otherwise), then stops each daemon
 # whose PID start-slurm.sh recorded, in reverse start order: SIGTERM, SIGKILL after 15 s.
 # Nothing is killed by name; a PID that now belongs to another program is left alone.
 # Running it again, or with nothing started, does nothing.
 set -uo pipefail
 
-RUN_DIR=${1:-${SLURM_RUN_DIR:-/tmp/hessketch-slurm}}
+POINTER=/run/slurm/start-slurm.rundir  # written by start-slurm.sh
+RUN_DIR=${1:-${SLURM_RUN_DIR:-$(cat "$POINTER" 2>/dev/null || echo /tmp/hessketch-slurm)}}
 PIDS=$RUN_DIR/pids
 log() { echo "[stop-slurm] $*" >&2; }
 
@@ -43,4 +45,5 @@ stop_one slurmctld slurmctld
 stop_one slurmdbd slurmdbd
 stop_one mariadb mariadbd
 stop_one munged munged
+[ "$(cat "$POINTER" 2>/dev/null)" != "$RUN_DIR" ] || rm -f "$POINTER"
 exit 0
