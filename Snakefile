@@ -24,6 +24,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/resources.smk"
+include: "workflow/rules/scheduler.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/sketch.smk"
 include: "workflow/rules/exact.smk"
