@@ -1,0 +1,69 @@
+"""Trajectory files: round trip, missing steps, corruption, and training reproducibility."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import pytest
+import torch
+
+from hessketch.errors import TrajectoryError
+from hessketch.models import build_model, flatten_params
+from hessketch.training import SGDConfig, train_sgd
+from hessketch.trajectory import Trajectory, param_hash, write_trajectory
+
+MODEL = {"name": "mlp", "widths": [6, 5, 3]}
+
+
+def toy_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 6, generator=gen), torch.randint(0, 3, (n,), generator=gen)
+
+
+def test_round_trip_and_missing_step(tmp_path: Path) -> None:
+    params = [torch.randn(53), torch.randn(53)]
+    write_trajectory(tmp_path / "t.h5", [0, 10], params, {"model": MODEL})
+    traj = Trajectory.open(tmp_path / "t.h5")
+    assert traj.steps == [0, 10] and traj.meta["model"] == MODEL
+    assert torch.equal(traj.params(10), params[1])
+    with pytest.raises(TrajectoryError, match=r"has no step 5; recorded steps: \[0, 10\]"):
+        traj.params(5)
+
+
+def test_missing_truncated_and_tampered_files(tmp_path: Path) -> None:
+    with pytest.raises(TrajectoryError, match="does not exist"):
+        Trajectory.open(tmp_path / "none.h5")
+    path = tmp_path / "t.h5"
+    write_trajectory(path, [0], [torch.randn(53)], {"model": MODEL})
+    (tmp_path / "cut.h5").write_bytes(path.read_bytes()[:500])
+    with pytest.raises(TrajectoryError, match=r"cut\.h5 is corrupt or incomplete"):
+        Trajectory.open(tmp_path / "cut.h5")
+    with h5py.File(path, "r+") as f:
+        f["params"][0, 3] += 1.0
+    with pytest.raises(TrajectoryError, match="parameters of step 0 fail their checksum"):
+        Trajectory.open(path).params(0)
+
+
+def test_training_is_reproducible_and_records_the_right_steps() -> None:
+    cfg = SGDConfig(lr=0.1, batch_size=8, steps=20, seed=3, record_steps=(0, 7, 20), eval_every=10)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(cfg.seed)
+        model = build_model(MODEL)
+        start = flatten_params(model)
+        recorded: dict[int, torch.Tensor] = {}
+        rows = train_sgd(
+            model,
+            toy_data(40, 0),
+            toy_data(20, 1),
+            cfg,
+            on_record=lambda s, p, r=recorded: r.__setitem__(s, p),
+        )
+        runs.append((start, recorded, rows))
+    (start, recorded, rows), (_, recorded2, _) = runs
+    assert sorted(recorded) == [0, 7, 20]
+    assert torch.equal(recorded[0], start)  # step 0 is the initialization
+    assert all(param_hash(recorded[s]) == param_hash(recorded2[s]) for s in recorded)
+    assert [r["step"] for r in rows] == [0, 10, 20]
+    assert not torch.equal(recorded[7], recorded[20])
