@@ -85,6 +85,25 @@ def plot_overlap_over_training(
     _save(fig, outputs, style)
 
 
+def _per_step_curves(
+    ax: plt.Axes,
+    sketched: Mapping[int, str | Path],
+    exact: Mapping[int, str | Path],
+    steps: list[int],
+    x: str,
+    y: str,
+) -> None:
+    """Column ``y`` against ``x`` per step: sketched solid, exact dashed, one color per step."""
+    cmap = plt.get_cmap("viridis")
+    for i, step in enumerate(steps):
+        color = cmap(i / max(1, len(steps) - 1))
+        table = read_table(sketched[step])
+        ax.plot(table[x], table[y], color=color, label=f"step {step}")
+        if step in exact:
+            ref = read_table(exact[step])
+            ax.plot(ref[x], ref[y], color=color, ls="--", lw=0.8)
+
+
 def plot_overlap_vs_k(
     sketched: Mapping[int, str | Path],
     exact: Mapping[int, str | Path],
@@ -93,15 +112,8 @@ def plot_overlap_vs_k(
 ) -> None:
     """Overlap against k at selected steps, with the chance level k/D (log–log)."""
     fig, (ax,) = _figure(style)
-    cmap = plt.get_cmap("viridis")
     steps = sorted(sketched)
-    for i, step in enumerate(steps):
-        color = cmap(i / max(1, len(steps) - 1))
-        table = read_table(sketched[step])
-        ax.plot(table["k"], table["overlap"], color=color, label=f"step {step}")
-        if step in exact:
-            ex = read_table(exact[step])
-            ax.plot(ex["k"], ex["overlap"], color=color, ls="--", lw=0.8)
+    _per_step_curves(ax, sketched, exact, steps, "k", "overlap")
     if steps:
         table = read_table(sketched[steps[0]])
         ax.plot(table["k"], table["chance"], color=COLORS["chance"], ls=":", label="chance k/D")
@@ -120,20 +132,12 @@ def plot_spectra(
     style: FigureStyle,
 ) -> None:
     """Sketched against exact eigenvalue magnitudes by rank, at the steps that have both."""
+    fig, (ax,) = _figure(style)
     steps = sorted(set(sketched) & set(exact)) or sorted(sketched)
-    fig, axes = _figure(style, ncols=1)
-    ax = axes[0]
-    cmap = plt.get_cmap("viridis")
-    for i, step in enumerate(steps):
-        color = cmap(i / max(1, len(steps) - 1))
-        sk = read_table(sketched[step])
-        ax.plot(sk["rank"], sk["magnitude"], color=color, label=f"step {step} sketched")
-        if step in exact:
-            ex = read_table(exact[step])
-            ax.plot(ex["rank"], ex["magnitude"], color=color, ls="--", lw=0.8)
+    _per_step_curves(ax, sketched, exact, steps, "rank", "magnitude")
     ax.set_yscale("log")
     ax.set_xlabel("rank (by |λ|)")
-    ax.set_ylabel("|λ| (dashed: exact)")
+    ax.set_ylabel("|λ| (sketched solid, exact dashed)")
     ax.legend(fontsize="small")
     _save(fig, outputs, style)
 
