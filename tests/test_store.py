@@ -39,6 +39,18 @@ def trajectory(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def shard(trajectory: Path, store: Path, item: str, receipt: Path, step: int = 0) -> None:
+    measure_sketch_shard(
+        trajectory_path=trajectory,
+        step=step,
+        hessian=HESSIAN,
+        store_path=store,
+        scatter_item=item,
+        receipt_path=receipt,
+        device="cpu",
+    )
+
+
 def measure(trajectory: Path, store: Path, shards: int, step: int = 0) -> list[Path]:
     create_sketch_store(
         trajectory_path=trajectory, step=step, hessian=HESSIAN, sketch=SKETCH, store_path=store
@@ -46,15 +58,7 @@ def measure(trajectory: Path, store: Path, shards: int, step: int = 0) -> list[P
     receipts = []
     for i in range(1, shards + 1):
         receipt = store.parent / f"receipts-{store.name}" / f"shard~{i}-of-{shards}.json"
-        measure_sketch_shard(
-            trajectory_path=trajectory,
-            step=step,
-            hessian=HESSIAN,
-            store_path=store,
-            scatter_item=f"{i}-of-{shards}",
-            receipt_path=receipt,
-            device="cpu",
-        )
+        shard(trajectory, store, f"{i}-of-{shards}", receipt, step)
         receipts.append(receipt)
     return receipts
 
@@ -123,15 +127,7 @@ def test_store_of_other_parameters_is_refused(trajectory: Path, tmp_path: Path) 
         trajectory_path=trajectory, step=5, hessian=HESSIAN, sketch=SKETCH, store_path=store
     )
     with pytest.raises(SketchStoreError, match="the store is stale"):
-        measure_sketch_shard(
-            trajectory_path=trajectory,
-            step=0,
-            hessian=HESSIAN,
-            store_path=store,
-            scatter_item="1-of-1",
-            receipt_path=tmp_path / "r.json",
-            device="cpu",
-        )
+        shard(trajectory, store, "1-of-1", tmp_path / "r.json")
 
 
 def test_missing_or_malformed_store(tmp_path: Path) -> None:
@@ -180,15 +176,7 @@ def test_shard_killed_midway_then_rerun_is_bit_identical(trajectory: Path, tmp_p
     assert np.isnan(partial).any() and not np.isnan(partial).all()  # really stopped midway
     with pytest.raises(SketchStoreError, match="have no receipt"):
         reduce(store, [], tmp_path / "r")
-    measure_sketch_shard(
-        trajectory_path=trajectory,
-        step=0,
-        hessian=HESSIAN,
-        store_path=store,
-        scatter_item="1-of-1",
-        receipt_path=receipt,
-        device="cpu",
-    )
+    shard(trajectory, store, "1-of-1", receipt)
     a, b = arrays(tmp_path / "ref.zarr"), arrays(store)
     for name in a:
         assert a[name].tobytes() == b[name].tobytes(), name
