@@ -45,3 +45,21 @@ lint: setup
 
 clean-results:
 	rm -rf results/*/ .snakemake
+
+# The benchmark environment (benchmarks/README.md): hessketch beside the peer libraries it is
+# compared with. The peers are installed here only, never as workflow dependencies; they are
+# installed without their dependencies (backpack pulls torchvision and a newer torch), the
+# rest by hand, pinned to our torch (see PEERS.md in the shared notes).
+BENCH_VENV ?= .venv-bench
+BENCH_PYTHON ?= python3.11
+.PHONY: bench-setup
+bench-setup: data  ## Create .venv-bench with hessketch, skerch, curvlinops and PyHessian.
+	test -x $(BENCH_VENV)/bin/python || $(BENCH_PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet torch==2.13.0
+	$(BENCH_VENV)/bin/pip install --quiet -e .
+	$(BENCH_VENV)/bin/pip install --quiet numpy scipy h5py
+	$(BENCH_VENV)/bin/pip install --quiet --no-deps skerch==1.2.0 curvlinops-for-pytorch==3.0.1 pyhessian backpack-for-pytorch
+	echo torch==2.13.0 > $(BENCH_VENV)/constraints.txt
+	$(BENCH_VENV)/bin/pip install --quiet -c $(BENCH_VENV)/constraints.txt torch-dct einops einconv linear_operator opt_einsum tqdm unfoldNd packaging
+	$(BENCH_VENV)/bin/python -c "import hessketch, skerch, curvlinops, pyhessian, scipy; print('bench-setup: ok')"
