@@ -33,7 +33,7 @@ from hessketch.testmatrices import (
 
 __all__ = ["Block", "SketchSpec", "measure_block", "shard_blocks"]
 
-# Building an SSRFT draws O(D) random numbers; blocks of one sketch share it.
+# Building an SSRFT or sparse-sign matrix costs O(D); blocks of one sketch share it.
 _test_matrix = functools.lru_cache(maxsize=8)(make_test_matrix)
 
 BlockKind = Literal["sketch", "probe"]
@@ -89,23 +89,31 @@ class SketchSpec:
 
     def right(self) -> TestMatrix:
         """The right test matrix ``Φ`` (``s×D``)."""
-        return _test_matrix(self.test_matrix, self.dim, derive_seed(self.seed, "right"))
+        return _test_matrix(self.test_matrix, self.dim, derive_seed(self.seed, "right"), self.s)
 
     def left(self) -> TestMatrix:
         """The left test matrix ``Ψ`` (``s×D``), independent of ``Φ``."""
-        return _test_matrix(self.test_matrix, self.dim, derive_seed(self.seed, "left"))
+        return _test_matrix(self.test_matrix, self.dim, derive_seed(self.seed, "left"), self.s)
 
     def probe_matrix(self) -> TestMatrix:
         """Gaussian probes for the a-posteriori error (rows scaled to unit variance on use)."""
         return Gaussian(self.dim, derive_seed(self.seed, "probes"))
 
     def probe_vectors(
-        self, start: int, stop: int, *, dtype: torch.dtype = torch.float32
+        self,
+        start: int,
+        stop: int,
+        *,
+        dtype: torch.dtype = torch.float32,
+        coords: slice | None = None,
     ) -> torch.Tensor:
-        """Standard Gaussian probes ``ω_start … ω_{stop-1}`` as columns, ``(D, stop-start)``."""
+        """Standard Gaussian probes ``ω_start … ω_{stop-1}`` as columns, ``(D, stop-start)``.
+
+        With ``coords`` (a step-1 slice), only those rows, generated without the others.
+        """
         return (
             self.probe_matrix()
-            .rows(start, stop, dtype=torch.float64)
+            .rows(start, stop, dtype=torch.float64, coords=coords)
             .mul_(math.sqrt(self.dim))
             .to(dtype)
         )

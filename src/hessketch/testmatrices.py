@@ -1,10 +1,23 @@
 """Random test matrices for randomized sketching.
 
-A test matrix Φ is an s×D matrix whose rows are test vectors. Every test vector is a pure
-function of (kind, seed, dim, index): all randomness is drawn on the CPU from seeded
-``torch.Generator`` objects (float64 where continuous) and only then cast and moved, so the
-same seed gives the same vectors on any device and in any block of rows (for SSRFT, whose
-vectors come out of FFTs, the same up to float64 round-off).
+A test matrix Φ is an s×D matrix whose rows are test vectors. It is generated on demand and
+never stored: entry (i, j) of every kind is a pure function of (kind, seed, dim, i, j) (and of
+the number of rows, for sparse-sign), so any job regenerates exactly the rows, and any range of
+coordinates of them, that it owns, in any blocking and on any device.
+
+- ``"gaussian"``, ``"rademacher"``: every entry comes from a counter-based hash (splitmix64
+  written with torch int64 ops: wrapping multiplies, masked shifts), so there is no generator
+  state and a sub-block, a coordinate range or another device reproduces the whole block bit for
+  bit. Gaussians use Box–Muller in float64; its ``log``/``cos``/``sin`` come from the device's
+  math library, so CPU and CUDA may differ in the last ulp (the integer stream is identical).
+- ``"sparse-sign"``: each column has ζ = min(8, s) entries ±1/√ζ in distinct random rows
+  (Tropp, Yurtsever, Udell & Cevher 2019, §3.3), built once with the same hash; integer-exact on
+  any device.
+- ``"ssrft"`` (default): orthonormal rows of Φ = R·C2·S2·P2·C1·S1, see :class:`SSRFT`.
+
+Intermediates of one call stay below :data:`WORKSPACE_BYTES` whatever D is (besides the result
+itself): blocks are processed in sub-blocks chosen by :func:`_sub_block_width`. New kinds are one
+class decorated with :func:`register_test_matrix`.
 """
 
 from __future__ import annotations
@@ -12,17 +25,41 @@ from __future__ import annotations
 import abc
 import hashlib
 import math
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import torch
 
-TEST_MATRIX_KINDS: tuple[str, ...] = ("ssrft", "gaussian", "rademacher")
+# Intermediates of one rows()/apply() call stay below this many bytes (besides its result).
+WORKSPACE_BYTES = 256 * 2**20
+# Elementwise generation and chunk transforms run on tiles this big, so they stay in cache.
+_TILE_BYTES = 16 * 2**20
 
 _MASK63 = (1 << 63) - 1
+_MASK32 = (1 << 32) - 1
 
 
 def _is_int(value: object) -> bool:
     # bool is an int subclass, but True as a seed or index is almost surely a bug.
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _sub_block_width(unit_bytes: int, budget: int) -> int:
+    """How many units of ``unit_bytes`` fit in ``budget`` bytes (at least one).
+
+    Every sub-block loop in this module takes its width from here, so the intermediates of a
+    sub-block are at most ``budget`` bytes unless a single unit is already larger.
+    """
+    if unit_bytes < 1 or budget < 1:
+        raise ValueError(f"need unit_bytes >= 1 and budget >= 1, got {unit_bytes}, {budget}")
+    return max(1, budget // unit_bytes)
+
+
+def _spans(start: int, stop: int, width: int) -> Iterator[tuple[int, int]]:
+    """Consecutive ``[a, b)`` of at most ``width`` covering ``[start, stop)``."""
+    for a in range(start, stop, width):
+        yield a, min(a + width, stop)
 
 
 def derive_seed(seed: int, *labels: str | int) -> int:
@@ -52,6 +89,48 @@ def derive_seed(seed: int, *labels: str | int) -> int:
         # Type tag and length prefix keep ("a", "bc") apart from ("ab", "c") and 1 from "1".
         h.update(tag + str(len(data)).encode() + b":" + data)
     return int.from_bytes(h.digest()[:8], "big") & _MASK63
+
+
+# --- Counter-based hashing (splitmix64 in torch int64 ops) --------------------------------
+
+
+def _signed64(u: int) -> int:
+    return u - (1 << 64) if u >= 1 << 63 else u
+
+
+_GAMMA = _signed64(0x9E3779B97F4A7C15)
+_MIX1 = _signed64(0xBF58476D1CE4E5B9)
+_MIX2 = _signed64(0x94D049BB133111EB)
+
+
+def _mix64_(z: torch.Tensor) -> torch.Tensor:
+    """The splitmix64 finalizer, in place on an int64 tensor.
+
+    int64 multiplication wraps (two's complement) on CPU and CUDA alike; right shifts are made
+    logical by masking the sign extension away.
+    """
+    t = torch.empty_like(z)
+    for shift, mult in ((30, _MIX1), (27, _MIX2), (31, 0)):
+        torch.bitwise_right_shift(z, shift, out=t)
+        z.bitwise_xor_(t.bitwise_and_((1 << (64 - shift)) - 1))
+        if mult:
+            z.mul_(mult)
+    return z
+
+
+def _stream_keys(base: int, start: int, stop: int, device: torch.device) -> torch.Tensor:
+    """Keys of streams ``start..stop-1`` of ``base``: splitmix64 of base + (w + 1)·γ."""
+    z = torch.arange(start + 1, stop + 1, dtype=torch.int64, device=device)
+    return _mix64_(z.mul_(_GAMMA).add_(base))
+
+
+def _hash_grid(keys: torch.Tensor, j0: int, j1: int) -> torch.Tensor:
+    """``h[j - j0, w]`` = splitmix64(keys[w] + j·γ) for j in [j0, j1): a (j1 - j0, len(keys))."""
+    j = torch.arange(j0, j1, dtype=torch.int64, device=keys.device).mul_(_GAMMA)
+    return _mix64_(j[:, None] + keys[None, :])
+
+
+# --- DCT -----------------------------------------------------------------------------------
 
 
 def _check_real(x: torch.Tensor, dim: int, name: str) -> int:
@@ -140,13 +219,31 @@ def idct_ortho(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return out.movedim(-1, dim)
 
 
+def _dct_rows(freq: torch.Tensor, length: torch.Tensor, width: int) -> torch.Tensor:
+    """Rows ``freq[i]`` of orthonormal DCT-II matrices of sizes ``length[i]``, zero-padded.
+
+    Returns a float64 (len(freq), width) tensor, entry t = sqrt((2 - [f = 0]) / n) ·
+    cos(π (2t + 1) f / (2n)) for t < n and 0 beyond; the angle is reduced exactly in integers.
+    """
+    t = torch.arange(width, dtype=torch.int64, device=freq.device)
+    f, n = freq[:, None], length[:, None]
+    k = torch.remainder((2 * t + 1) * f, 4 * n).to(torch.float64)
+    rows = torch.cos(k * (math.pi / 2) / n) * torch.sqrt((2.0 - (f == 0).double()) / n)
+    return rows.masked_fill_(t >= n, 0.0)
+
+
+# --- Base class and registry ---------------------------------------------------------------
+
+
 class TestMatrix(abc.ABC):
     """A random s×D test matrix Φ whose rows are test vectors, generated on demand.
 
+    Subclasses implement ``_rows`` and ``_apply``; arguments are checked here.
+
     Attributes:
-        kind: One of ``TEST_MATRIX_KINDS``.
+        kind: The name the class is registered under (one of ``TEST_MATRIX_KINDS``).
         dim: D, the length of each test vector.
-        seed: Base seed; vectors are a pure function of (kind, seed, dim, index).
+        seed: Base seed; entries are a pure function of (kind, seed, dim, row, coordinate).
         max_rows: Largest number of rows available.
     """
 
@@ -157,12 +254,12 @@ class TestMatrix(abc.ABC):
     seed: int
     max_rows: int
 
-    def __init__(self, kind: str, dim: int, seed: int, max_rows: int) -> None:
+    def __init__(self, dim: int, seed: int, max_rows: int) -> None:
         if not _is_int(dim) or dim < 1:
             raise ValueError(f"dim must be an int >= 1, got {dim!r}")
         if not _is_int(seed):
             raise ValueError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
-        self.kind, self.dim, self.seed, self.max_rows = kind, dim, seed, max_rows
+        self.dim, self.seed, self.max_rows = dim, seed, max_rows
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dim={self.dim}, seed={self.seed})"
@@ -172,26 +269,16 @@ class TestMatrix(abc.ABC):
             " (dim)" if self.max_rows == self.dim else ""
         )
 
-    def _check_rows(self, start: int, stop: int, dtype: torch.dtype) -> None:
-        if not (_is_int(start) and _is_int(stop)) or not 0 <= start <= stop:
-            raise ValueError(f"expected ints 0 <= start <= stop, got start={start!r}, {stop=!r}")
-        if stop > self.max_rows:
-            raise ValueError(f"{self._limit()}; asked for rows [{start}, {stop})")
-        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-            raise ValueError(f"dtype must be a real floating torch.dtype, got {dtype!r}")
+    def _coord_range(self, coords: slice | None) -> tuple[int, int]:
+        if coords is None:
+            return 0, self.dim
+        if not isinstance(coords, slice) or coords.step not in (None, 1):
+            raise ValueError(f"coords must be a slice with step 1 (or None), got {coords!r}")
+        if not all(v is None or _is_int(v) for v in (coords.start, coords.stop)):
+            raise ValueError(f"coords must have int (or None) start and stop, got {coords!r}")
+        lo, hi, _ = coords.indices(self.dim)
+        return lo, max(lo, hi)
 
-    def _check_apply(self, x: torch.Tensor, n_rows: int) -> None:
-        if not _is_int(n_rows) or n_rows < 0:
-            raise ValueError(f"n_rows must be an int >= 0, got {n_rows!r}")
-        if n_rows > self.max_rows:
-            raise ValueError(f"{self._limit()}; asked for rows [0, {n_rows})")
-        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[0] != self.dim:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must be a tensor of shape ({self.dim}, m), got {got}")
-        if x.dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"x must be float32 or float64, got {x.dtype}")
-
-    @abc.abstractmethod
     def rows(
         self,
         start: int,
@@ -199,23 +286,37 @@ class TestMatrix(abc.ABC):
         *,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
+        coords: slice | None = None,
     ) -> torch.Tensor:
-        """Return test vectors start..stop-1 as the columns of a (dim, stop-start) tensor.
+        """Return test vectors start..stop-1 (coordinates ``coords``) as columns.
 
         Args:
             start: Index of the first test vector.
             stop: One past the index of the last test vector.
             dtype: Real floating dtype of the result.
             device: Device of the result (default: CPU).
+            coords: Range of coordinates to return (a step-1 slice); default all ``dim``.
 
         Returns:
-            ``Φ[start:stop].T`` of shape (dim, stop - start).
+            ``Φ[start:stop, coords].T``, of shape (len(coords), stop - start).
 
         Raises:
-            ValueError: If not ``0 <= start <= stop <= max_rows`` or dtype is not floating.
+            ValueError: If not ``0 <= start <= stop <= max_rows``, dtype is not floating, or
+                coords is not a step-1 slice.
         """
+        if not (_is_int(start) and _is_int(stop)) or not 0 <= start <= stop:
+            raise ValueError(f"expected ints 0 <= start <= stop, got start={start!r}, {stop=!r}")
+        if stop > self.max_rows:
+            raise ValueError(f"{self._limit()}; asked for rows [{start}, {stop})")
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a real floating torch.dtype, got {dtype!r}")
+        lo, hi = self._coord_range(coords)
+        dev = torch.device("cpu" if device is None else device)
+        work = torch.float64 if dtype == torch.float64 else torch.float32
+        if stop == start or hi == lo:
+            return torch.zeros(hi - lo, stop - start, dtype=dtype, device=dev)
+        return self._rows(start, stop, lo, hi, work, dev).to(dtype)
 
-    @abc.abstractmethod
     def apply(self, x: torch.Tensor, n_rows: int) -> torch.Tensor:
         """Return ``Φ[:n_rows] @ x`` in x's dtype and on x's device.
 
@@ -229,158 +330,521 @@ class TestMatrix(abc.ABC):
         Raises:
             ValueError: If x has the wrong shape or dtype or n_rows exceeds max_rows.
         """
+        if not _is_int(n_rows) or n_rows < 0:
+            raise ValueError(f"n_rows must be an int >= 0, got {n_rows!r}")
+        if n_rows > self.max_rows:
+            raise ValueError(f"{self._limit()}; asked for rows [0, {n_rows})")
+        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[0] != self.dim:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x must be a tensor of shape ({self.dim}, m), got {got}")
+        if x.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"x must be float32 or float64, got {x.dtype}")
+        if n_rows == 0 or x.shape[1] == 0:
+            return torch.zeros(n_rows, x.shape[1], dtype=x.dtype, device=x.device)
+        return self._apply(x, n_rows)
+
+    @abc.abstractmethod
+    def _rows(
+        self, start: int, stop: int, lo: int, hi: int, dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        """``Φ[start:stop, lo:hi].T`` in float32/float64 ``dtype``; arguments are valid."""
+
+    @abc.abstractmethod
+    def _apply(self, x: torch.Tensor, n_rows: int) -> torch.Tensor:
+        """``Φ[:n_rows] @ x``; arguments are valid and non-empty."""
 
 
+_Kind = TypeVar("_Kind", bound=type[TestMatrix])
+_REGISTRY: dict[str, type[TestMatrix]] = {}
+
+
+def register_test_matrix(name: str) -> Callable[[_Kind], _Kind]:
+    """Class decorator that registers a TestMatrix subclass under ``name``.
+
+    The class must accept ``(dim, seed, rows=None)``; ``rows`` is the number of rows s of the
+    sketch, which kinds such as sparse-sign need and others ignore.
+
+    Args:
+        name: The kind's name, as used in configs and ``make_test_matrix``.
+
+    Returns:
+        The decorator; it sets ``cls.kind = name`` and returns the class unchanged otherwise.
+
+    Raises:
+        ValueError: If ``name`` is not a non-empty str or is already registered.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a test matrix kind needs a non-empty str name, got {name!r}")
+
+    def decorate(cls: _Kind) -> _Kind:
+        if not (isinstance(cls, type) and issubclass(cls, TestMatrix)):
+            raise ValueError(f"can only register TestMatrix subclasses, got {cls!r}")
+        if name in _REGISTRY:
+            raise ValueError(
+                f"test matrix kind {name!r} is already registered to {_REGISTRY[name]}"
+            )
+        cls.kind = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+class _RegisteredKinds(Sequence[str]):
+    """Read-only live view of the registered kinds, in registration order; compares as a tuple."""
+
+    def __getitem__(self, index: Any) -> Any:
+        return tuple(_REGISTRY)[index]
+
+    def __len__(self) -> int:
+        return len(_REGISTRY)
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(_REGISTRY) == (tuple(other) if isinstance(other, Sequence) else other)
+
+    __hash__ = None  # type: ignore[assignment]  # equal to a changing tuple: not hashable
+
+    def __repr__(self) -> str:
+        return repr(tuple(_REGISTRY))
+
+
+TEST_MATRIX_KINDS: Sequence[str] = _RegisteredKinds()
+
+
+def _check_rows_arg(rows: int | None) -> None:
+    if rows is not None and (not _is_int(rows) or rows < 1):
+        raise ValueError(f"rows (the number of rows s) must be None or an int >= 1, got {rows!r}")
+
+
+# --- SSRFT ---------------------------------------------------------------------------------
+
+
+def _ssrft_geometry(dim: int) -> tuple[int, int, int, int]:
+    """SSRFT chunking for ``dim``: (a, b, split, n2).
+
+    C1 chunks are a×b = L1 coordinates, L1 the power of two >= √dim, covering [0, split); the
+    tail [split, dim) has L1..2·L1 coordinates (or is all of a small dim). C2 has n2 chunks of
+    near-equal length ≈ 2·dim/L1, so every output mixes ≈ 2·dim inputs.
+    """
+    p = max(0, math.ceil(math.log2(math.sqrt(dim))))
+    a, b = 2 ** ((p + 1) // 2), 2 ** (p // 2)
+    split = max(0, dim // (a * b) - 1) * (a * b)
+    return a, b, split, max(1, dim // math.ceil(2 * dim / (a * b)))
+
+
+@register_test_matrix("ssrft")
 class SSRFT(TestMatrix):
-    """Subsampled randomized trigonometric transform Φ = R·C·D2·P2·C·D1·P1.
+    """Subsampled randomized trigonometric transform Φ = R·C2·S2·P2·C1·S1 with orthonormal rows.
 
-    P1, P2 are random permutations, D1, D2 random ±1 diagonals, C the orthonormal DCT-II,
-    and R keeps coordinates sel[0], sel[1], ... of a random permutation sel, so rows are
-    orthonormal, max_rows = dim, and row prefixes agree whatever n_rows is asked for.
+    S1, S2 are random ±1 diagonals and P2 a random permutation. C1 is block-diagonal: chunks of
+    L1 = a·b coordinates (L1 the power of two >= √D) each get the 2-D orthonormal DCT-II of
+    their a×b layout, computed as two small GEMMs (fast for every D, on CPU and GPU), and the
+    last L1..2·L1 coordinates get one orthonormal DCT-II (``dct_ortho``). C2 is block-diagonal
+    with ~2D/L1 chunks of near-equal length, each an orthonormal DCT-II; R keeps coordinates
+    sel[0], sel[1], ... of a random permutation sel. Every factor is orthogonal, so rows are
+    exactly orthonormal, max_rows = D, and row prefixes agree whatever n_rows is asked for.
+    Each output mixes ~L1·L2 >= 2D inputs through the random P2 (the permutation that would
+    precede C1 in a one-chunk SSRFT adds nothing once S1 and the chunk transform are there).
+
+    Only rows of C2 are ever evaluated, in closed form, so ``apply`` costs one pass of C1 plus
+    n_rows·L2 gathered products, and ``rows`` costs L2 scattered entries plus one pass of C1ᵀ
+    over the chunks that the requested coordinates touch. Work runs in the requested float
+    precision: float32 rows are not the rounded float64 rows, they agree to ~1e-6 relative.
 
     Args:
         dim: D, the length of each test vector.
         seed: Base seed.
+        rows: Ignored (SSRFT rows do not depend on how many are used).
     """
 
-    def __init__(self, dim: int, seed: int) -> None:
-        super().__init__("ssrft", dim, seed, max_rows=dim)
+    def __init__(self, dim: int, seed: int, rows: int | None = None) -> None:
+        super().__init__(dim, seed, max_rows=dim)
+        _check_rows_arg(rows)
         gen = torch.Generator().manual_seed(derive_seed(seed, "ssrft", dim))
-        self._perm1 = torch.randperm(dim, generator=gen)
         self._sign1 = torch.randint(0, 2, (dim,), generator=gen).mul_(2).sub_(1)
         self._perm2 = torch.randperm(dim, generator=gen)
         self._sign2 = torch.randint(0, 2, (dim,), generator=gen).mul_(2).sub_(1)
         self._sel = torch.randperm(dim, generator=gen)
-        self._cache: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
+        self._a, self._b, self._split, self._n2 = _ssrft_geometry(dim)
+        self._chunk = self._a * self._b
+        self._width2 = -(-dim // self._n2)  # longest C2 chunk
+        self._cache: dict[tuple[Any, ...], Any] = {}
 
-    def _tables(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-        # Moving the small index/sign tables once per device avoids a copy on every call.
-        key = (device, dtype)
+    def _cached(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
         if key not in self._cache:
-            p1, p2, sel = (t.to(device) for t in (self._perm1, self._perm2, self._sel))
-            s1, s2 = (t.to(device=device, dtype=dtype) for t in (self._sign1, self._sign2))
-            self._cache[key] = (p1, s1, p2, s2, sel, torch.argsort(p1), torch.argsort(p2))
+            if len(self._cache) >= 16:  # a few (device, dtype, n_rows) combinations in use
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = make()
         return self._cache[key]
 
-    def apply(self, x: torch.Tensor, n_rows: int) -> torch.Tensor:
-        """See TestMatrix.apply; costs O(m·D log D) whatever n_rows is."""
-        self._check_apply(x, n_rows)
-        p1, s1, p2, s2, sel, _, _ = self._tables(x.device, x.dtype)
-        # Work on x.T so every transform runs along the contiguous last dimension.
-        y = dct_ortho(x.T[:, p1] * s1, dim=-1)
-        y = dct_ortho(y[:, p2] * s2, dim=-1)
-        return y[:, sel[:n_rows]].T.contiguous()
+    def _mats(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        def make() -> tuple[torch.Tensor, ...]:
+            ma = dct_ortho(torch.eye(self._a, dtype=torch.float64), dim=0)
+            mb = dct_ortho(torch.eye(self._b, dtype=torch.float64), dim=0)
+            mats = (ma, mb, ma.T.contiguous(), mb.T.contiguous())
+            sign1 = self._sign1.to(dtype)[:, None]
+            return (*(m.to(device=device, dtype=dtype) for m in mats), sign1.to(device))
 
-    def rows(
-        self,
-        start: int,
-        stop: int,
-        *,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        """See TestMatrix.rows; computed in float64 on ``device``, then cast to ``dtype``."""
-        self._check_rows(start, stop, dtype)
-        dev = torch.device("cpu" if device is None else device)
-        # Always float64, then cast, so float32 rows are the rounded float64 rows.
-        _, s1, _, s2, sel, inv1, inv2 = self._tables(dev, torch.float64)
-        b = stop - start
-        e = torch.zeros(b, self.dim, dtype=torch.float64, device=dev)
-        e[torch.arange(b, device=dev), sel[start:stop]] = 1.0
-        # Row i of Φ is Tᵀ e_sel[i], with Tᵀ = P1ᵀ D1 Cᵀ P2ᵀ D2 Cᵀ.
-        y = idct_ortho(e, dim=-1) * s2
-        y = idct_ortho(y[:, inv2], dim=-1) * s1
-        return y[:, inv1].T.to(dtype).contiguous()
+        return self._cached(("mats", device, dtype), make)
 
+    def _round2(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """For rows start..stop-1: where their C2 row reads in C1's output, and with what weight.
 
-class _IidRows(TestMatrix):
-    """Test matrix with i.i.d. rows, each drawn from its own per-index CPU generator."""
+        Returns (idx, weight), both (stop - start, width) on the CPU: row i of Φ is
+        ``Σ_t weight[i, t] · (C1 S1)[idx[i, t], :]``; padding has idx -1 and weight 0.
+        """
+        dim, n2 = self.dim, self._n2
+        ell, extra = divmod(dim, n2)  # `extra` chunks of ell + 1, then ell
+        out = self._sel[start:stop]
+        big = extra * (ell + 1)
+        k = torch.where(out < big, out // (ell + 1), extra + (out - big) // ell)
+        base = k * ell + torch.clamp(k, max=extra)
+        length = torch.where(k < extra, ell + 1, ell)
+        width = self._width2
+        weight = _dct_rows(out - base, length, width)
+        pad = torch.arange(width) >= length[:, None]  # beyond a shorter chunk's end
+        pos = (base[:, None] + torch.arange(width)).clamp_(max=dim - 1)
+        weight.mul_(self._sign2[pos])  # padding stays 0
+        return self._perm2[pos].masked_fill_(pad, -1), weight
 
-    _block = 256  # Rows per block in apply, so memory stays O(256·D).
+    def _units(self, lo: int, hi: int, unit_bytes: int) -> Iterator[tuple[int, int]]:
+        """Chunk-aligned sub-ranges of C1 covering [lo, hi), each of at most ~_TILE_BYTES."""
+        step = _sub_block_width(self._chunk * unit_bytes, _TILE_BYTES) * self._chunk
+        first = lo // self._chunk * self._chunk
+        for c0, c1 in _spans(min(first, self._split), min(hi, self._split), step):
+            yield c0, min(-(-c1 // self._chunk) * self._chunk, self._split)
+        if hi > self._split:
+            yield self._split, self.dim
 
-    def __init__(self, kind: str, dim: int, seed: int) -> None:
-        super().__init__(kind, dim, seed, max_rows=2**62)
+    def _c1(self, z: torch.Tensor, c0: int, out: torch.Tensor, *, transpose: bool) -> None:
+        """Write C1 z (or C1ᵀ z) into ``out``, for the rows [c0, c0 + len(z)) of one unit."""
+        if c0 >= self._split:
+            out.copy_((idct_ortho if transpose else dct_ortho)(z, dim=0))
+            return
+        ma, mb, ma_t, mb_t, _ = self._mats(z.device, z.dtype)
+        n, m, a, b = z.shape[0] // self._chunk, z.shape[1], self._a, self._b
+        # Chunk layout (a, b): C1 chunk = A X Bᵀ, C1ᵀ chunk = Aᵀ Y B.
+        y = torch.matmul(ma_t if transpose else ma, z.view(n, a, b * m))
+        torch.matmul(mb_t if transpose else mb, y.view(n * a, b, m), out=out.view(n * a, b, m))
 
-    @abc.abstractmethod
-    def _row(self, gen: torch.Generator) -> torch.Tensor:
-        """Draw one float64 CPU test vector of length dim from ``gen``."""
-
-    def rows(
-        self,
-        start: int,
-        stop: int,
-        *,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
+    def _rows(
+        self, start: int, stop: int, lo: int, hi: int, dtype: torch.dtype, device: torch.device
     ) -> torch.Tensor:
         """See TestMatrix.rows."""
-        self._check_rows(start, stop, dtype)
-        out = torch.empty(self.dim, stop - start, dtype=torch.float64)
-        for j, i in enumerate(range(start, stop)):
-            gen = torch.Generator().manual_seed(derive_seed(self.seed, self.kind, self.dim, i))
-            out[:, j] = self._row(gen)
-        return out.to(dtype=dtype, device=device)
+        sign1 = self._mats(device, dtype)[4]
+        out = torch.empty(hi - lo, stop - start, dtype=dtype, device=device)
+        width = self._width2
+        for r0, r1 in _spans(start, stop, _sub_block_width(16 * width, WORKSPACE_BYTES // 4)):
+            idx, weight = self._round2(r0, r1)
+            b = r1 - r0
+            # Row i of Φ is S1 C1ᵀ z_i, where z_i holds weight[i] at positions idx[i].
+            target, order = torch.sort(idx.flatten())
+            col = (order // idx.shape[1]).to(device)
+            value = weight.flatten()[order].to(device=device, dtype=dtype)
+            target = target.to(device)
+            for c0, c1 in self._units(lo, hi, b * out.itemsize):
+                a0, a1 = torch.searchsorted(target, torch.tensor([c0, c1], device=device)).tolist()
+                z = torch.zeros(c1 - c0, b, dtype=dtype, device=device)
+                z.view(-1)[(target[a0:a1] - c0) * b + col[a0:a1]] = value[a0:a1]
+                y = torch.empty_like(z)
+                self._c1(z, c0, y, transpose=True)
+                v0, v1 = max(c0, lo), min(c1, hi)
+                torch.mul(
+                    y[v0 - c0 : v1 - c0],
+                    sign1[v0:v1],
+                    out=out[v0 - lo : v1 - lo, r0 - start : r1 - start],
+                )
+        return out
 
-    def apply(self, x: torch.Tensor, n_rows: int) -> torch.Tensor:
-        """See TestMatrix.apply."""
-        self._check_apply(x, n_rows)
-        out = torch.empty(n_rows, x.shape[1], dtype=x.dtype, device=x.device)
-        for a in range(0, n_rows, self._block):
-            b = min(a + self._block, n_rows)
-            out[a:b] = self.rows(a, b, dtype=x.dtype, device=x.device).T @ x
+    def _apply(self, x: torch.Tensor, n_rows: int) -> torch.Tensor:
+        """See TestMatrix.apply; one pass of C1 over x, then n_rows·L2 gathered products."""
+        dev, dtype, m = x.device, x.dtype, x.shape[1]
+        sign1 = self._mats(dev, dtype)[4]
+
+        def make() -> tuple[torch.Tensor, torch.Tensor]:
+            idx, weight = self._round2(0, n_rows)
+            return idx.clamp(min=0).to(dev), weight.to(device=dev, dtype=dtype)
+
+        idx, weight = self._cached(("round2", dev, dtype, n_rows), make)
+        width = idx.shape[1]
+        out = torch.empty(n_rows, m, dtype=dtype, device=dev)
+        # Column blocks of equal width whose C1 output fits in half the workspace.
+        n_blocks = -(-m // _sub_block_width(self.dim * x.itemsize, WORKSPACE_BYTES // 2))
+        cols = -(-m // n_blocks)
+        for k0, k1 in _spans(0, m, cols):
+            mb = k1 - k0
+            u = torch.empty(self.dim, mb, dtype=dtype, device=dev)
+            for c0, c1 in self._units(0, self.dim, mb * x.itemsize):
+                self._c1(x[c0:c1, k0:k1] * sign1[c0:c1], c0, u[c0:c1], transpose=False)
+            # Row i: Σ_t weight[i, t] · u[idx[i, t]], in row blocks within a quarter workspace.
+            step = _sub_block_width(width * mb * x.itemsize, WORKSPACE_BYTES // 4)
+            for r0, r1 in _spans(0, n_rows, step):
+                g = u.index_select(0, idx[r0:r1].flatten()).view(r1 - r0, width, mb)
+                out[r0:r1, k0:k1] = torch.bmm(weight[r0:r1, None, :], g)[:, 0, :]
         return out
 
 
+# --- I.i.d. kinds from the hash ------------------------------------------------------------
+
+
+class _IidRows(TestMatrix):
+    """Test matrix with i.i.d. entries, each a hash of (key, vector word, coordinate).
+
+    A hash of word w (vectors ``w·group .. w·group + group - 1``) at coordinate j gives the
+    entries of all ``group`` vectors there, so tiles over (coordinates × vectors) are produced
+    independently and agree bit for bit with any other tiling.
+    """
+
+    group: int  # vectors per hash
+    bytes_per_entry: int  # intermediate bytes per generated entry, for tile sizes
+
+    def __init__(self, dim: int, seed: int, rows: int | None = None) -> None:
+        super().__init__(dim, seed, max_rows=2**62)
+        _check_rows_arg(rows)
+        self._key = derive_seed(seed, self.kind, dim)
+
+    @abc.abstractmethod
+    def _words(
+        self, w0: int, w1: int, j0: int, j1: int, dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        """Entries for vectors [group·w0, group·w1) at coordinates [j0, j1), (j1-j0, ...)."""
+
+    def _tile(
+        self, i0: int, i1: int, j0: int, j1: int, dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        """``Φ[i0:i1, j0:j1].T`` in dtype, exactly."""
+        g = self.group
+        w0, w1 = i0 // g, -(-i1 // g)
+        words = self._words(w0, w1, j0, j1, dtype, device)
+        if (i0, i1) == (w0 * g, w1 * g):
+            return words
+        return words[:, i0 - w0 * g : i1 - w0 * g]
+
+    def _tile_rows(self, n_vectors: int) -> int:
+        per_row = (-(-n_vectors // self.group) + 1) * self.group * self.bytes_per_entry
+        return _sub_block_width(per_row, _TILE_BYTES)
+
+    def _rows(
+        self, start: int, stop: int, lo: int, hi: int, dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        """See TestMatrix.rows."""
+        out = torch.empty(hi - lo, stop - start, dtype=dtype, device=device)
+        for i0, i1 in _spans(start, stop, 256):
+            for j0, j1 in _spans(lo, hi, self._tile_rows(i1 - i0)):
+                out[j0 - lo : j1 - lo, i0 - start : i1 - start] = self._tile(
+                    i0, i1, j0, j1, dtype, device
+                )
+        return out
+
+    def _apply(self, x: torch.Tensor, n_rows: int) -> torch.Tensor:
+        """See TestMatrix.apply; generates Φ in tiles and multiplies each into the result."""
+        out = torch.zeros(n_rows, x.shape[1], dtype=x.dtype, device=x.device)
+        for i0, i1 in _spans(0, n_rows, 256):
+            for j0, j1 in _spans(0, self.dim, self._tile_rows(i1 - i0)):
+                tile = self._tile(i0, i1, j0, j1, x.dtype, x.device)
+                out[i0:i1].addmm_(tile.T, x[j0:j1])
+        return out
+
+
+@register_test_matrix("gaussian")
 class Gaussian(_IidRows):
     """Gaussian test matrix: row i ~ N(0, I/dim), so E‖row‖² = 1.
 
+    Entries (2p, j) and (2p + 1, j) are the Box–Muller pair (float64) of one 64-bit hash: its
+    high and low 32 bits give u1 ∈ (0, 1] and u2 ∈ [0, 1), and the pair is
+    sqrt(-2 ln u1 / dim) · (cos 2πu2, sin 2πu2). float32 rows are the float64 rows rounded.
+
     Args:
         dim: D, the length of each test vector.
         seed: Base seed.
+        rows: Ignored.
     """
 
-    def __init__(self, dim: int, seed: int) -> None:
-        super().__init__("gaussian", dim, seed)
+    group = 2
+    bytes_per_entry = 40
 
-    def _row(self, gen: torch.Generator) -> torch.Tensor:
-        return torch.randn(self.dim, generator=gen, dtype=torch.float64) / math.sqrt(self.dim)
+    def _words(
+        self, w0: int, w1: int, j0: int, j1: int, dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        h = _hash_grid(_stream_keys(self._key, w0, w1, device), j0, j1)
+        u1 = torch.bitwise_right_shift(h, 32).bitwise_and_(_MASK32).double()
+        radius = u1.add_(1.0).mul_(2.0**-32).log_().mul_(-2.0 / self.dim).sqrt_()
+        angle = h.bitwise_and_(_MASK32).double().mul_(2 * math.pi * 2.0**-32)
+        out = torch.empty(j1 - j0, w1 - w0, 2, dtype=torch.float64, device=device)
+        torch.mul(torch.cos(angle), radius, out=out[..., 0])
+        torch.mul(angle.sin_(), radius, out=out[..., 1])
+        return out.view(j1 - j0, 2 * (w1 - w0)).to(dtype)
 
 
+@register_test_matrix("rademacher")
 class Rademacher(_IidRows):
     """Rademacher test matrix: independent entries ±1/sqrt(dim), so ‖row‖² = 1 exactly.
 
+    Entry (i, j) is bit i mod 64 of the hash of word i // 64 at coordinate j, expanded eight bits
+    at a time through a 256×8 table.
+
     Args:
         dim: D, the length of each test vector.
         seed: Base seed.
+        rows: Ignored.
     """
 
-    def __init__(self, dim: int, seed: int) -> None:
-        super().__init__("rademacher", dim, seed)
+    group = 64
+    bytes_per_entry = 8
 
-    def _row(self, gen: torch.Generator) -> torch.Tensor:
-        signs = torch.randint(0, 2, (self.dim,), generator=gen, dtype=torch.float64)
-        return (signs * 2.0 - 1.0) * (1.0 / math.sqrt(self.dim))
+    def _words(
+        self, w0: int, w1: int, j0: int, j1: int, dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        bits = torch.bitwise_right_shift(
+            torch.arange(256, device=device)[:, None], torch.arange(8, device=device)
+        )
+        table = ((bits & 1) * 2 - 1).to(dtype) * (1.0 / math.sqrt(self.dim))
+        h = _hash_grid(_stream_keys(self._key, w0, w1, device), j0, j1)
+        # Little-endian bytes on every device: byte k of a word holds bits 8k..8k+7.
+        byte = h.view(torch.uint8).flatten().int()
+        return table.index_select(0, byte).view(j1 - j0, 64 * (w1 - w0))
 
 
-def make_test_matrix(kind: str, dim: int, seed: int) -> TestMatrix:
+# --- Sparse sign ---------------------------------------------------------------------------
+
+
+@register_test_matrix("sparse-sign")
+class SparseSign(TestMatrix):
+    """Sparse sign embedding: each column has ζ = min(8, s) entries ±1/√ζ in distinct rows.
+
+    Rows of column j are drawn by Floyd's algorithm (a uniformly random ζ-subset of the s rows)
+    from hashes of (key, step, j), signs from one more hash of j (Tropp, Yurtsever, Udell &
+    Cevher 2019, §3.3; Martinsson & Tropp 2020, §9.2). So ΦᵀΦ has unit diagonal, E[ΦᵀΦ] = I,
+    and ‖row‖² ≈ D/s: unlike the other kinds, rows are not unit-norm on average, which SEIGH
+    does not mind (it is invariant to scaling Φ and Ψ). The matrix is a pure function of
+    (seed, dim, s), built on first use (ζ·D int32 column indices, kept in CSR order by row) and
+    moved once per device; ``apply`` is one CSR product, ``rows`` one scatter.
+
+    Args:
+        dim: D, the length of each test vector.
+        seed: Base seed.
+        rows: s, the number of rows (required).
+    """
+
+    def __init__(self, dim: int, seed: int, rows: int | None = None) -> None:
+        _check_rows_arg(rows)
+        if rows is None:
+            raise ValueError("sparse-sign needs the number of rows s: pass rows=s")
+        super().__init__(dim, seed, max_rows=rows)
+        self.zeta = min(8, rows)
+        self._key = derive_seed(seed, "sparse-sign", dim, rows)
+        self._cache: dict[tuple[Any, ...], Any] = {}
+
+    def __repr__(self) -> str:
+        return f"SparseSign(dim={self.dim}, seed={self.seed}, rows={self.max_rows})"
+
+    def _build(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """CSR by row on the CPU: (crow (s+1,), col (nnz,), positive (nnz,) bool)."""
+        dim, s, zeta = self.dim, self.max_rows, self.zeta
+        cpu = torch.device("cpu")
+        keys = _stream_keys(self._key, 0, s + 1, cpu)  # key t: Floyd step t; key s: signs
+        small = torch.int16 if s <= 2**15 else torch.int32
+        chosen = torch.empty(dim, zeta, dtype=small)
+        sign_bits = torch.empty(dim, dtype=torch.int64)
+        tile = _sub_block_width(64 * zeta, _TILE_BYTES)
+        for j0, j1 in _spans(0, dim, tile):
+            for step, t in enumerate(range(s - zeta, s)):
+                h = _hash_grid(keys[t : t + 1], j0, j1)[:, 0]
+                r = torch.remainder(torch.bitwise_right_shift(h, 1).bitwise_and_(_MASK63), t + 1)
+                if step:  # Floyd: a repeat takes t itself, which no earlier step could draw
+                    taken = (chosen[j0:j1, :step] == r[:, None]).any(1)
+                    r = torch.where(taken, t, r)
+                chosen[j0:j1, step] = r.to(small)
+            sign_bits[j0:j1] = _hash_grid(keys[s:], j0, j1)[:, 0]
+        counts = torch.bincount(chosen.flatten().long(), minlength=s)
+        crow = torch.zeros(s + 1, dtype=torch.int64)
+        torch.cumsum(counts, 0, out=crow[1:])
+        index = torch.int32 if dim * zeta < 2**31 else torch.int64
+        col = torch.empty(dim * zeta, dtype=index)
+        positive = torch.empty(dim * zeta, dtype=torch.bool)
+        filled = crow[:-1].clone()  # next free slot of each row
+        for j0, j1 in _spans(0, dim, tile):  # counting sort by row, column-ordered within rows
+            row, order = torch.sort(chosen[j0:j1].flatten(), stable=True)
+            row = row.long()
+            here = torch.bincount(row, minlength=s)
+            first = torch.cumsum(here, 0) - here
+            dest = filled[row] + torch.arange(row.numel()) - first[row]
+            j = order // zeta
+            col[dest] = (j + j0).to(index)
+            positive[dest] = (torch.bitwise_right_shift(sign_bits[j0:j1][j], order % zeta) & 1) == 1
+            filled += here
+        return crow.to(index), col, positive
+
+    def _csr(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        if ("cpu",) not in self._cache:
+            self._cache[("cpu",)] = self._build()
+        key = (device, dtype)
+        if key not in self._cache:
+            crow, col, positive = self._cache[("cpu",)]
+            c = 1.0 / math.sqrt(self.zeta)
+            value = torch.full(positive.shape, -c, dtype=torch.float64).masked_fill_(positive, c)
+            value = value.to(dtype)
+            self._cache[key] = tuple(t.to(device) for t in (crow, col, value))
+        return self._cache[key]
+
+    def _rows(
+        self, start: int, stop: int, lo: int, hi: int, dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        """See TestMatrix.rows."""
+        crow, col, value = self._csr(device, dtype)
+        bounds = crow.cpu()
+        b = stop - start
+        out = torch.zeros(hi - lo, b, dtype=dtype, device=device)
+        row_nnz = int(bounds[start + 1] - bounds[start]) if stop > start else 0
+        step = _sub_block_width(max(1, row_nnz) * 32, WORKSPACE_BYTES // 4)
+        for r0, r1 in _spans(start, stop, step):
+            a0, a1 = int(bounds[r0]), int(bounds[r1])
+            j = col[a0:a1].long()
+            which = torch.repeat_interleave(
+                torch.arange(r0 - start, r1 - start, device=device),
+                (crow[r0 + 1 : r1 + 1] - crow[r0:r1]).long(),
+                output_size=a1 - a0,
+            )
+            v = value[a0:a1]
+            if (lo, hi) != (0, self.dim):
+                keep = (j >= lo) & (j < hi)
+                j, which, v = j[keep], which[keep], v[keep]
+            out.view(-1)[(j - lo) * b + which] = v
+        return out
+
+    def _apply(self, x: torch.Tensor, n_rows: int) -> torch.Tensor:
+        """See TestMatrix.apply; one CSR × dense product."""
+        crow, col, value = self._csr(x.device, x.dtype)
+        nnz = int(crow[n_rows])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+            phi = torch.sparse_csr_tensor(
+                crow[: n_rows + 1],
+                col[:nnz],
+                value[:nnz],
+                size=(n_rows, self.dim),
+                check_invariants=False,
+            )
+            return phi @ x
+
+
+def make_test_matrix(kind: str, dim: int, seed: int, rows: int | None = None) -> TestMatrix:
     """Build a test matrix by name.
 
     Args:
-        kind: One of ``TEST_MATRIX_KINDS``: "ssrft", "gaussian" or "rademacher".
+        kind: One of ``TEST_MATRIX_KINDS``: "ssrft", "gaussian", "rademacher", "sparse-sign".
         dim: D, the length of each test vector.
         seed: Base seed.
+        rows: s, the number of rows the sketch uses; required by "sparse-sign", whose matrix
+            depends on it, and ignored by the other kinds.
 
     Returns:
         The test matrix.
 
     Raises:
-        ValueError: If ``kind`` is unknown, or dim/seed are invalid.
+        ValueError: If ``kind`` is unknown, or dim/seed/rows are invalid.
     """
-    classes: dict[str, type[SSRFT | Gaussian | Rademacher]] = {
-        "ssrft": SSRFT,
-        "gaussian": Gaussian,
-        "rademacher": Rademacher,
-    }
-    if not isinstance(kind, str) or kind not in classes:
+    cls = _REGISTRY.get(kind) if isinstance(kind, str) else None
+    if cls is None:
         raise ValueError(f"unknown test matrix kind {kind!r}; expected one of {TEST_MATRIX_KINDS}")
-    return classes[kind](dim, seed)
+    return cls(dim, seed, rows=rows)  # type: ignore[call-arg]
