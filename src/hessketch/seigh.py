@@ -21,13 +21,29 @@ from typing import Protocol
 
 import torch
 
+from hessketch.certificate import (
+    DEFAULT_TOLERANCE,
+    Certificate,
+    certificate_from_sums,
+    probe_checks,
+)
+from hessketch.certificate import certify as certify_pairs
 from hessketch.errors import NumericalError
+from hessketch.krylov import (
+    InMemoryBasis,
+    RitzResult,
+    plan_next_block,
+    rayleigh_ritz,
+    write_next_block,
+)
 from hessketch.sketch import SketchSpec, measure_block
 
 __all__ = [
+    "Decomposition",
     "InMemorySketch",
     "Reduction",
     "SketchSource",
+    "decompose",
     "measure_sketch",
     "reduce_sketch",
     "seigh",
@@ -211,49 +227,136 @@ def reduce_sketch(
     return result
 
 
-def seigh(
+@dataclass
+class Decomposition:
+    """Eigenpairs with the evidence of their accuracy.
+
+    Attributes:
+        eigenvalues: ``(k,)`` sorted by descending ``|λ|``.
+        eigenvectors: ``(dim, k)``, the same order.
+        certificate: residuals, Rayleigh quotients and the verdict (``None`` if not asked for).
+        hvps: products spent, by purpose (``"measurement"``, ``"certificate"``).
+        passes: waves of products behind the eigenpairs.
+    """
+
+    eigenvalues: torch.Tensor
+    eigenvectors: torch.Tensor
+    certificate: Certificate | None
+    hvps: dict[str, int]
+    passes: int
+
+
+def _as_operator(
+    op: torch.Tensor | Callable[[torch.Tensor], torch.Tensor],
+    dim: int,
+    dtype: torch.dtype | None,
+    device: torch.device | str | None,
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.dtype, torch.device | str | None]:
+    if not isinstance(op, torch.Tensor):
+        return op, dtype or torch.float32, device
+    if op.shape != (dim, dim):
+        raise ValueError(f"op has shape {tuple(op.shape)}, expected ({dim}, {dim})")
+    dtype = dtype or op.dtype
+    device = device or op.device
+    matrix = op.to(dtype=dtype, device=device)
+
+    def apply(v: torch.Tensor) -> torch.Tensor:
+        return matrix @ v
+
+    return apply, dtype, device
+
+
+def _krylov(
+    apply: Callable[[torch.Tensor], torch.Tensor],
+    spec: SketchSpec,
+    passes: int,
+    width: int,
+    *,
+    dtype: torch.dtype,
+    device: torch.device | str | None,
+) -> tuple[RitzResult, torch.Tensor, int]:
+    """``passes`` waves of block Krylov from the first ``width`` test vectors, Rayleigh–Ritz."""
+    basis = InMemoryBasis(spec.dim, passes * width, dtype)
+
+    def images(v: torch.Tensor) -> torch.Tensor:
+        bs = spec.block_size
+        parts = [apply(v[:, a : a + bs].to(device)).cpu() for a in range(0, v.shape[1], bs)]
+        return torch.cat(parts, dim=1)
+
+    matrix = spec.right()
+    start = torch.cat(
+        [
+            matrix.rows(a, min(a + spec.block_size, width), dtype=dtype)
+            for a in range(0, width, spec.block_size)
+        ],
+        dim=1,
+    )
+    basis.append(start, images(start))
+    hvps = width
+    for j in range(1, passes):
+        plan = plan_next_block(basis)
+        if plan.width == 0:
+            log.info("Krylov space invariant after %d waves; stopping early", j)
+            break
+        new = torch.empty(spec.dim, plan.width, dtype=dtype)
+        write_next_block(basis, plan, lambda rows, values, out=new: out[rows].copy_(values))
+        basis.append(new, images(new))
+        hvps += plan.width
+    vectors = torch.empty(spec.dim, spec.k, dtype=torch.float64)
+    ritz = rayleigh_ritz(basis, spec.k, on_vector_rows=lambda rows, w: vectors[rows].copy_(w))
+    return ritz, vectors, hvps
+
+
+def decompose(
     op: torch.Tensor | Callable[[torch.Tensor], torch.Tensor],
     dim: int,
     k: int,
     s: int | None = None,
     *,
+    passes: int = 1,
     seed: int = 0,
     test_matrix: str = "ssrft",
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     block_size: int = 64,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-``k`` eigenpairs (by ``|λ|``) of a symmetric operator from ``s`` products with it.
+    width: int | None = None,
+    probes: int = 10,
+    certify: bool = True,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> Decomposition:
+    """Top-``k`` eigenpairs (by ``|λ|``) of a symmetric operator, with a certificate.
+
+    ``passes=1`` is the paper's one-pass SEIGH (``s`` products, plus ``probes`` for the
+    product-free checks); its certificate costs a verification wave of ``k`` further products.
+    ``passes=p > 1`` is block Krylov (:mod:`hessketch.krylov`): ``p`` waves of ``width``
+    products from the first ``width`` test vectors, Rayleigh–Ritz on the ``p·width``-dimensional
+    space; its residuals, hence its certificate, come without further products. Narrow waves
+    and more of them buy a higher polynomial degree for the same products (see
+    benchmarks/README.md); wide waves give more parallelism per wave.
 
     Args:
         op: a symmetric ``(dim, dim)`` tensor, or a callable mapping ``(dim, b)`` blocks to
             ``(dim, b)`` blocks (e.g. a :class:`hessketch.HessianOperator`).
         dim: the operator's size ``D``.
-        k: number of eigenpairs (outer measurements).
-        s: inner measurements, ``k <= s <= dim``; default ``min(2k, dim)``.
+        k: number of eigenpairs.
+        s: products per wave, ``k <= s <= dim``; default ``min(2k, dim)``.
+        passes: waves of products (``1``: one-pass SEIGH; more: block Krylov).
         seed: seed of the test matrices; the result is a pure function of it.
-        test_matrix: ``"ssrft"`` (default), ``"gaussian"`` or ``"rademacher"``.
-        dtype: dtype of the measurements; default the tensor's dtype, float32 for callables.
-        device: device of the measurements; default the tensor's device, CPU for callables.
-        block_size: test vectors per product with ``op``.
+        test_matrix: kind of test matrix (:data:`hessketch.testmatrices.TEST_MATRIX_KINDS`).
+        dtype: dtype of the products; default the tensor's dtype, float32 for callables.
+        device: device of the products; default the tensor's device, CPU for callables.
+        block_size: vectors per product with ``op``.
+        width: products per Krylov wave (``passes > 1``), ``1 <= width <= s``; default ``s``.
+        probes: Gaussian probes of the one-pass sketch, for the product-free checks.
+        certify: compute the certificate (for ``passes=1`` this costs ``k`` products).
+        tolerance: largest backward error of a certified pair.
 
     Returns:
-        ``(eigenvalues (k,), eigenvectors (dim, k))`` sorted by descending ``|λ|``, in ``dtype``,
-        on the CPU.
+        A :class:`Decomposition`; eigenpairs in ``dtype``, on the CPU.
     """
-    if isinstance(op, torch.Tensor):
-        if op.shape != (dim, dim):
-            raise ValueError(f"op has shape {tuple(op.shape)}, expected ({dim}, {dim})")
-        dtype = dtype or op.dtype
-        device = device or op.device
-        matrix = op.to(dtype=dtype, device=device)
-
-        def apply(v: torch.Tensor) -> torch.Tensor:
-            return matrix @ v
-
-    else:
-        apply = op
-    dtype = dtype or torch.float32
+    if not isinstance(passes, int) or passes < 1:
+        raise ValueError(f"passes must be an int >= 1, got {passes!r}")
+    apply, dtype, device = _as_operator(op, dim, dtype, device)
     spec = SketchSpec(
         dim=dim,
         k=k,
@@ -261,8 +364,118 @@ def seigh(
         seed=seed,
         test_matrix=test_matrix,
         block_size=block_size,
+        probes=probes if passes == 1 else 0,
     )
+    if passes > 1:
+        width = spec.s if width is None else width
+        if not 1 <= width <= spec.s or passes * width < k:
+            raise ValueError(
+                f"need 1 <= width <= s={spec.s} and passes·width >= k={k}; got width={width}"
+            )
+        ritz, vectors, hvps = _krylov(apply, spec, passes, width, dtype=dtype, device=device)
+        certificate = None
+        if certify:
+            certificate = ritz_certificate(ritz, tolerance=tolerance)
+        return Decomposition(
+            ritz.eigenvalues.to(dtype),
+            vectors.to(dtype),
+            certificate,
+            {"measurement": hvps, "certificate": 0},
+            passes,
+        )
     sketch = measure_sketch(spec, apply, dtype=dtype, device=device)
     result = reduce_sketch(sketch)
-    eigenvectors = sketch.read("Y") @ result.basis_map
-    return result.eigenvalues.to(dtype), eigenvectors.to(dtype)
+    eigenvectors = (sketch.read("Y") @ result.basis_map).to(dtype)
+    eigenvalues = result.eigenvalues.to(dtype)
+    certificate = None
+    if certify:
+        checks = {}
+        if result.probes and result.frobenius_sq_probes is not None:
+            checks = probe_checks(
+                result.eigenvalues,
+                result.frobenius_sq_probes,
+                result.residual_sq or 0.0,
+                result.probes,
+            )
+
+        def apply_on_device(v: torch.Tensor) -> torch.Tensor:
+            return apply(v.to(device))
+
+        certificate = certify_pairs(
+            apply_on_device,
+            result.eigenvalues,
+            eigenvectors,
+            block_size=block_size,
+            tolerance=tolerance,
+            checks=checks,
+        )
+    hvps = {
+        "measurement": spec.s + spec.probes,
+        "certificate": certificate.hvps if certificate else 0,
+    }
+    return Decomposition(eigenvalues, eigenvectors, certificate, hvps, 1)
+
+
+def ritz_certificate(ritz: RitzResult, *, tolerance: float = DEFAULT_TOLERANCE) -> Certificate:
+    """The certificate of Ritz pairs: residuals from the measured basis images, no products."""
+    norms = ritz.vector_norms.clamp_min(torch.finfo(torch.float64).tiny)
+    sums = torch.stack(
+        [(ritz.residual_norms / norms).square(), ritz.eigenvalues, torch.ones_like(norms)]
+    )
+    return certificate_from_sums(ritz.eigenvalues, sums, tolerance=tolerance, method="Ritz")
+
+
+def seigh(
+    op: torch.Tensor | Callable[[torch.Tensor], torch.Tensor],
+    dim: int,
+    k: int,
+    s: int | None = None,
+    *,
+    passes: int = 1,
+    seed: int = 0,
+    test_matrix: str = "ssrft",
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    block_size: int = 64,
+    width: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` eigenpairs (by ``|λ|``) of a symmetric operator from products with it.
+
+    ``passes=1`` is the paper's one-pass SEIGH with ``s`` products; ``passes=p > 1`` buys
+    accuracy with ``p − 1`` further waves of ``s`` products (block Krylov with Rayleigh–Ritz).
+    :func:`decompose` returns the same eigenpairs with a certificate of their accuracy.
+
+    Args:
+        op: a symmetric ``(dim, dim)`` tensor, or a callable mapping ``(dim, b)`` blocks to
+            ``(dim, b)`` blocks (e.g. a :class:`hessketch.HessianOperator`).
+        dim: the operator's size ``D``.
+        k: number of eigenpairs (outer measurements).
+        s: products per wave (inner measurements), ``k <= s <= dim``; default ``min(2k, dim)``.
+        passes: waves of products.
+        seed: seed of the test matrices; the result is a pure function of it.
+        test_matrix: kind of test matrix (:data:`hessketch.testmatrices.TEST_MATRIX_KINDS`).
+        dtype: dtype of the measurements; default the tensor's dtype, float32 for callables.
+        device: device of the measurements; default the tensor's device, CPU for callables.
+        block_size: test vectors per product with ``op``.
+        width: products per Krylov wave (``passes > 1``); default ``s``.
+
+    Returns:
+        ``(eigenvalues (k,), eigenvectors (dim, k))`` sorted by descending ``|λ|``, in ``dtype``,
+        on the CPU.
+    """
+    result = decompose(
+        op,
+        dim,
+        k,
+        s,
+        passes=passes,
+        seed=seed,
+        test_matrix=test_matrix,
+        dtype=dtype,
+        device=device,
+        block_size=block_size,
+        width=width,
+        probes=0,
+        certify=False,
+    )
+    return result.eigenvalues, result.eigenvectors

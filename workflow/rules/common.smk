@@ -21,6 +21,15 @@ STEP = f"{RESULTS}/hessian/step~{{step}}"
 RECEIPT = f"{STEP}/receipts/shard~{{scatteritem}}.json"
 # gather.measure() fills in {scatteritem} with str.format, so {step} must survive it escaped
 RECEIPTS_OF_STEP = RECEIPT.replace("{step}", "{{step}}")
+# Waves (block Krylov, or the verification wave of a one-pass sketch): a store and its receipts
+WAVE_STORE = f"{STEP}/{{wave}}.zarr"
+WAVE_RECEIPT = f"{STEP}/{{wave}}/receipts/shard~{{scatteritem}}.json"
+VERIFICATION_RECEIPTS = (
+    f"{STEP}/method~sketched/verification/receipts/shard~{{scatteritem}}.json".replace(
+        "{step}", "{{step}}"
+    )
+)
+ONE_PASS = config["sketch"]["passes"] == 1
 FIGURE_NAMES = ["overlap_over_training", "overlap_vs_k", "spectra", "training_curves"]
 
 
@@ -28,6 +37,8 @@ wildcard_constraints:
     step=r"\d+",
     method="sketched|exact",
     scatteritem=r"\d+-of-\d+",
+    wave=r"krylov/wave~\d+|method~sketched/verification",
+    index=r"\d+",
     figure="|".join(FIGURE_NAMES),
 
 
@@ -52,6 +63,12 @@ def sketch_params():
     if params["s"] is None:
         params["s"] = 2 * params["k"]
     return params
+
+
+def krylov_params():
+    """What defines a block Krylov iteration: the sketch's start block, passes, wave width."""
+    width = config["sketch"]["wave_width"]
+    return {**sketch_params(), "passes": config["sketch"]["passes"], "wave_width": width}
 
 
 def training_params():
@@ -113,3 +130,50 @@ def all_summaries():
 def all_figures():
     """Every figure, as PDF and PNG."""
     return expand(f"{RESULTS}/figures/{{name}}.{{ext}}", name=FIGURE_NAMES, ext=["pdf", "png"])
+
+
+def _krylov_wave(step, index):
+    return f"{STEP.format(step=step)}/krylov/wave~{index}"
+
+
+def _receipts_of_wave(step, index):
+    return gather.measure(f"{_krylov_wave(step, index)}/receipts/shard~{{scatteritem}}.json")
+
+
+def earlier_waves(wildcards):
+    """The stores of the Krylov waves before wave ``index``."""
+    return [f"{_krylov_wave(wildcards.step, i)}.zarr" for i in range(int(wildcards.index))]
+
+
+def receipts_by_earlier_wave(wildcards):
+    """The receipts of each Krylov wave before wave ``index`` (one list per wave)."""
+    return [_receipts_of_wave(wildcards.step, i) for i in range(int(wildcards.index))]
+
+
+def receipts_of_earlier_waves(wildcards):
+    """All receipts of the Krylov waves before wave ``index``."""
+    return [r for wave in receipts_by_earlier_wave(wildcards) for r in wave]
+
+
+def all_waves(wildcards):
+    """The stores of every Krylov wave of a step."""
+    passes = config["sketch"]["passes"]
+    return [f"{_krylov_wave(wildcards.step, i)}.zarr" for i in range(passes)]
+
+
+def receipts_by_wave(wildcards):
+    """The receipts of every Krylov wave of a step (one list per wave)."""
+    passes = config["sketch"]["passes"]
+    return [_receipts_of_wave(wildcards.step, i) for i in range(passes)]
+
+
+def receipts_of_all_waves(wildcards):
+    """All receipts of every Krylov wave of a step."""
+    return [r for wave in receipts_by_wave(wildcards) for r in wave]
+
+
+def certificate_of(wildcards):
+    """The certificate of a decomposition (the exact one needs none)."""
+    if wildcards.method == "exact":
+        return []
+    return f"{STEP.format(step=wildcards.step)}/method~sketched/certificate.json"

@@ -2,6 +2,7 @@ rule compute_overlap:
     input:
         eigenpairs=f"{STEP}/method~{{method}}/eigenpairs.h5",
         trajectory=rules.train_model.output.trajectory,
+        certificate=certificate_of,
     output:
         overlap=f"{STEP}/method~{{method}}/overlap.tsv",
         distances=f"{STEP}/method~{{method}}/distances.tsv",

@@ -4,6 +4,9 @@
 # when it exists and estimated generously before.
 
 
+from hessketch.krylov import ROW_BLOCK_BYTES
+
+
 def problem_size():
     """D, k, s, q and the block size of the configured sketch."""
     sketch = sketch_params()
@@ -55,6 +58,14 @@ def mem_mb_overlap(wildcards, attempt):
     dim, k, s, q, block = problem_size()
     kmax = max(k, config["exact"]["k"])
     return _mb(8 * (2 * dim * kmax + 4 * kmax * kmax), attempt)
+
+
+def mem_mb_wave(wildcards, attempt):
+    """Wave jobs stream row blocks within a fixed float64 budget, plus square matrices of the
+    basis size (all waves of a Krylov iteration)."""
+    dim, k, s, q, block = problem_size()
+    n = (config["sketch"]["wave_width"] or s) * config["sketch"]["passes"]
+    return _mb(ROW_BLOCK_BYTES + 8 * 8 * n * n, attempt)
 
 
 def runtime_minutes(base):

@@ -16,4 +16,5 @@ run_stage(
     distances_path=snakemake.output.distances,
     spectrum_path=snakemake.output.spectrum,
     summary_path=snakemake.output.summary,
+    certificate_path=snakemake.input.get("certificate") or None,
 )

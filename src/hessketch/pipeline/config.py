@@ -48,6 +48,17 @@ def check_config(config: dict[str, Any]) -> None:
     not_hessian = sorted(set(exact["steps"]) - set(hess["steps"]))
     if not_hessian:
         problems.append(f"exact.steps: steps {not_hessian} are not in hessian.steps")
+    passes, width = sketch.get("passes", 1), sketch.get("wave_width")
+    if width is not None and width > s:
+        problems.append(f"sketch.wave_width: {width} exceeds sketch.s={s}")
+    if passes > 1 and passes * (width or s) < k:
+        problems.append(
+            f"sketch.passes: {passes} waves of {width or s} HVPs span fewer than sketch.k={k} "
+            "directions"
+        )
+    pairs = config.get("certificate", {}).get("pairs")
+    if pairs is not None and pairs > k:
+        problems.append(f"certificate.pairs: {pairs} exceeds sketch.k={k}")
     if overlap["report_k"] > k:
         problems.append(f"overlap.report_k: {overlap['report_k']} exceeds sketch.k={k}")
     if exact["steps"] and overlap["report_k"] > exact["k"]:

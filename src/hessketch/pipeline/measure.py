@@ -6,18 +6,26 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from hessketch.errors import SketchStoreError
+from hessketch.hessian import HessianOperator
 from hessketch.pipeline.common import pick_device
 from hessketch.pipeline.hessian_at_step import DTYPES, HessianSpec, hessian_at_step
-from hessketch.sketch import SketchSpec, measure_block, shard_blocks
+from hessketch.sketch import Block, SketchSpec, measure_block
 from hessketch.store import ZarrSketch, create_store, write_json_atomic
 from hessketch.trajectory import Trajectory, param_hash
+from hessketch.wavestore import WaveStore
 
-__all__ = ["create_sketch_store", "measure_sketch_shard", "parse_scatter_item"]
+__all__ = [
+    "create_sketch_store",
+    "measure_sketch_shard",
+    "measure_wave_shard",
+    "parse_scatter_item",
+]
 
 log = logging.getLogger(__name__)
 
@@ -73,39 +81,52 @@ def create_sketch_store(
     )
 
 
-def measure_sketch_shard(
-    *,
+def _operator_for(
     trajectory_path: str | Path,
     step: int,
     hessian: HessianSpec,
-    store_path: str | Path,
-    scatter_item: str,
-    receipt_path: str | Path,
-    device: str = "auto",
-) -> None:
-    """Measure the blocks owned by one shard, write them into the store, then the receipt."""
-    shard, num_shards = parse_scatter_item(scatter_item)
-    sketch = ZarrSketch.open(store_path, mode="r+")
-    dev = pick_device(device)
+    store: ZarrSketch | WaveStore,
+    dev: torch.device,
+) -> tuple[HessianOperator, dict]:
+    """The Hessian at ``step``, checked against the parameters ``store`` was created for."""
     op, provenance = hessian_at_step(trajectory_path, step, hessian, device=dev)
-    if provenance["param_hash"] != sketch.provenance["param_hash"]:
+    if provenance["param_hash"] != store.provenance["param_hash"]:
         raise SketchStoreError(
-            f"{store_path} was created for parameters {sketch.provenance['param_hash']}, but step "
+            f"{store.path} was created for parameters {store.provenance['param_hash']}, but step "
             f"{step} of {trajectory_path} now has {provenance['param_hash']}: the store is stale; "
             "re-create it"
         )
-    if op.dim != sketch.spec.dim:
-        raise SketchStoreError(f"{store_path} has D={sketch.spec.dim}, the model has {op.dim}")
-    blocks = shard_blocks(sketch.spec, shard, num_shards)
+    if op.dim != store.spec.dim:
+        raise SketchStoreError(f"{store.path} has D={store.spec.dim}, the model has {op.dim}")
+    return op, provenance
+
+
+def _run_shard(
+    store: ZarrSketch | WaveStore,
+    scatter_item: str,
+    receipt_path: str | Path,
+    op: HessianOperator,
+    provenance: dict,
+    measure: Callable[[Block], dict[str, tuple[int, torch.Tensor]]],
+) -> None:
+    """Measure this shard's blocks of ``store``, then write the receipt (atomically, last)."""
+    shard, num_shards = parse_scatter_item(scatter_item)
+    blocks = store.spec.blocks()[shard::num_shards]
     total = sum(b.size for b in blocks)
     scheduler = {key: os.environ[key] for key in _SCHEDULER_VARIABLES if key in os.environ}
-    log.info("shard %s: %d blocks, %d HVPs; %s", scatter_item, len(blocks), total, scheduler)
+    log.info(
+        "shard %s of %s: %d blocks, %d HVPs; %s",
+        scatter_item,
+        store.path,
+        len(blocks),
+        total,
+        scheduler,
+    )
     digests: dict[str, str] = {}
     started, done = time.perf_counter(), 0
     for block in blocks:
-        results = measure_block(sketch.spec, op, block, dtype=DTYPES[hessian.dtype], device=dev)
-        for name, (start, values) in results.items():
-            digests[f"{name}:{start}"] = sketch.write(name, start, values)
+        for name, (start, values) in measure(block).items():
+            digests[f"{name}:{start}"] = store.write(name, start, values)
         done += block.size
         elapsed = time.perf_counter() - started
         log.info(
@@ -116,10 +137,11 @@ def measure_sketch_shard(
             elapsed,
             elapsed / done * (total - done),
         )
+    dev = op.device
     write_json_atomic(
         receipt_path,
         {
-            "store_id": sketch.store_id,
+            "store_id": store.store_id,
             "param_hash": provenance["param_hash"],
             "shard": scatter_item,
             "blocks": [b.to_list() for b in blocks],
@@ -135,3 +157,52 @@ def measure_sketch_shard(
             "environment": scheduler,
         },
     )
+
+
+def measure_sketch_shard(
+    *,
+    trajectory_path: str | Path,
+    step: int,
+    hessian: HessianSpec,
+    store_path: str | Path,
+    scatter_item: str,
+    receipt_path: str | Path,
+    device: str = "auto",
+) -> None:
+    """Measure the blocks owned by one shard, write them into the store, then the receipt."""
+    parse_scatter_item(scatter_item)
+    sketch = ZarrSketch.open(store_path, mode="r+")
+    dev = pick_device(device)
+    op, provenance = _operator_for(trajectory_path, step, hessian, sketch, dev)
+
+    def measure(block: Block) -> dict[str, tuple[int, torch.Tensor]]:
+        return measure_block(sketch.spec, op, block, dtype=DTYPES[hessian.dtype], device=dev)
+
+    _run_shard(sketch, scatter_item, receipt_path, op, provenance, measure)
+
+
+def measure_wave_shard(
+    *,
+    trajectory_path: str | Path,
+    step: int,
+    hessian: HessianSpec,
+    store_path: str | Path,
+    scatter_item: str,
+    receipt_path: str | Path,
+    device: str = "auto",
+) -> None:
+    """Apply the Hessian to this shard's blocks of a wave's ``V``; write ``HV``, then the receipt.
+
+    Each block of ``V`` is checked against the digest recorded when the wave was created.
+    """
+    parse_scatter_item(scatter_item)
+    wave = WaveStore.open(store_path, mode="r+")
+    dev = pick_device(device)
+    op, provenance = _operator_for(trajectory_path, step, hessian, wave, dev)
+    dtype = DTYPES[hessian.dtype]
+
+    def measure(block: Block) -> dict[str, tuple[int, torch.Tensor]]:
+        v = wave.read_block_of_v(block).to(device=dev, dtype=dtype)
+        return {"HV": (block.start, op(v).cpu())}
+
+    _run_shard(wave, scatter_item, receipt_path, op, provenance, measure)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -42,12 +43,15 @@ def compute_overlap(
     distances_path: str | Path,
     spectrum_path: str | Path,
     summary_path: str | Path,
+    certificate_path: str | Path | None = None,
 ) -> None:
     """Overlap of the top-k eigenspace with the top-k magnitude mask for every k, and more.
 
     Writes three tables (overlap per k with chance level, ratio and a random-mask baseline;
     Grassmannian distances on a grid of k; the spectrum with curvature concentration) and a
-    JSON summary at ``report_k``.
+    JSON summary at ``report_k``. With a certificate (sketched eigenpairs), every row says
+    whether its k is certified (pairs ``1..k`` all within the certificate's tolerance), and the
+    summary carries the verdict; without one (exact eigenpairs) every k is certified.
     """
     theta = Trajectory.open(trajectory_path).params(step)
     dim, kmax = eigenpair_dims(eigenpairs_path)
@@ -71,6 +75,14 @@ def compute_overlap(
             f"{eigenpairs_path} was computed at other parameters than step {step} of "
             f"{trajectory_path} (parameter hashes differ): it is stale"
         )
+    trusted_k, verdict = kmax, "exact eigendecomposition (dense float64 Hessian)"
+    if certificate_path is not None:
+        certificate = json.loads(Path(certificate_path).read_text())
+        if certificate.get("step") != step:
+            raise HessketchError(
+                f"{certificate_path} certifies step {certificate.get('step')}, not step {step}"
+            )
+        trusted_k, verdict = certificate["trusted_k"], certificate["verdict"]
     first = torch.arange(kmax)
     curve = mask_overlap_curve(mask_rows, first)
     random_curve = mask_overlap_curve(random_rows, first)
@@ -84,6 +96,7 @@ def compute_overlap(
                 "chance": chance,
                 "ratio": float(curve[k - 1]) / chance,
                 "random_mask_overlap": float(random_curve[k - 1]),
+                "certified": int(k <= trusted_k),
             }
         )
     write_table(overlap_path, rows)
@@ -118,8 +131,19 @@ def compute_overlap(
         "ratio": rows[report_k - 1]["ratio"],
         "concentration": float(concentration[report_k - 1]) if concentration is not None else None,
         "frobenius_sq": frob,
+        "trusted_k": trusted_k,
+        "certified": report_k <= trusted_k,
+        "verdict": verdict,
     }
     write_json_atomic(summary_path, summary)
+    if report_k > trusted_k:
+        log.warning(
+            "step %d (%s): the overlap at k=%d is NOT certified (%s)",
+            step,
+            attrs["method"],
+            report_k,
+            verdict,
+        )
     log.info(
         "step %d (%s): overlap at k=%d is %.4f, chance %.5f, ratio %.1f",
         step,

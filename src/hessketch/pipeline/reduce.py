@@ -92,8 +92,10 @@ def reduce_sketch_store(
         "frobenius_sq_probes": result.frobenius_sq_probes,
         "residual_sq_estimate": result.residual_sq,
     }
-    if result.probes and result.frobenius_sq:
-        report["relative_error_estimate"] = (result.residual_sq / result.frobenius_sq) ** 0.5
+    if result.probes and result.frobenius_sq_probes:
+        # Relative to the probes' own estimate of ‖H‖_F², not to Σλ̂² + residual: a sketch
+        # farther from H than the zero matrix must show an error above 1, not below.
+        report["relative_error_estimate"] = (result.residual_sq / result.frobenius_sq_probes) ** 0.5
         p_under, p_over = aposteriori_tail_bounds(result.probes, 2.0)
         report["p_estimate_below_half"] = p_under
         report["p_estimate_above_double"] = p_over

@@ -1,0 +1,117 @@
+# Further waves of Hessian-vector products: the verification wave that certifies a one-pass
+# sketch (sketch.passes = 1), and the block Krylov waves (sketch.passes > 1). Every wave is a
+# Zarr store with V (written by the job that creates it) and HV (written by its shards).
+
+
+rule measure_wave_shard:
+    input:
+        trajectory=rules.train_model.output.trajectory,
+        store=WAVE_STORE,
+    output:
+        receipt=WAVE_RECEIPT,
+    log:
+        f"{LOGS}/measure_wave_shard/step~{{step}}/{{wave}}/shard~{{scatteritem}}.log",
+    benchmark:
+        f"{BENCHMARKS}/measure_wave_shard/step~{{step}}/{{wave}}/shard~{{scatteritem}}.tsv"
+    conda:
+        "../../envs/hessketch.yaml"
+    resources:
+        mem_mb=mem_mb_measure,
+        runtime=runtime_minutes(60),
+    params:
+        hessian=hessian_params(),
+    script:
+        "../scripts/measure_wave_shard.py"
+
+
+if ONE_PASS:
+
+    rule create_verification_wave:
+        input:
+            eigenpairs=f"{STEP}/method~sketched/eigenpairs.h5",
+        output:
+            store=directory(f"{STEP}/method~sketched/verification.zarr"),
+        log:
+            f"{LOGS}/create_verification_wave/step~{{step}}.log",
+        conda:
+            "../../envs/hessketch.yaml"
+        resources:
+            mem_mb=mem_mb_wave,
+            runtime=runtime_minutes(30),
+        params:
+            pairs=config["certificate"]["pairs"],
+            block_size=config["sketch"]["block_size"],
+        script:
+            "../scripts/create_verification_wave.py"
+
+    rule certify_eigenpairs:
+        input:
+            store=rules.create_verification_wave.output.store,
+            receipts=gather.measure(VERIFICATION_RECEIPTS),
+            eigenpairs=f"{STEP}/method~sketched/eigenpairs.h5",
+            report=f"{STEP}/method~sketched/report.json",
+        output:
+            certificate=f"{STEP}/method~sketched/certificate.json",
+            certificate_table=f"{STEP}/method~sketched/certificate.tsv",
+        log:
+            f"{LOGS}/certify_eigenpairs/step~{{step}}.log",
+        conda:
+            "../../envs/hessketch.yaml"
+        resources:
+            mem_mb=mem_mb_wave,
+            runtime=runtime_minutes(30),
+        params:
+            tolerance=config["certificate"]["tolerance"],
+        script:
+            "../scripts/certify_eigenpairs.py"
+
+else:
+
+    rule create_krylov_wave:
+        input:
+            trajectory=rules.train_model.output.trajectory,
+            stores=earlier_waves,
+            receipts=receipts_of_earlier_waves,
+        output:
+            store=directory(f"{STEP}/krylov/wave~{{index}}.zarr"),
+        log:
+            f"{LOGS}/create_krylov_wave/step~{{step}}/wave~{{index}}.log",
+        benchmark:
+            f"{BENCHMARKS}/create_krylov_wave/step~{{step}}/wave~{{index}}.tsv"
+        conda:
+            "../../envs/hessketch.yaml"
+        resources:
+            mem_mb=mem_mb_wave,
+            runtime=runtime_minutes(60),
+        params:
+            sketch=krylov_params(),
+            stores=earlier_waves,
+            receipts=receipts_by_earlier_wave,
+        script:
+            "../scripts/create_krylov_wave.py"
+
+    rule reduce_krylov:
+        input:
+            stores=all_waves,
+            receipts=receipts_of_all_waves,
+        output:
+            eigenpairs=f"{STEP}/method~sketched/eigenpairs.h5",
+            report=f"{STEP}/method~sketched/report.json",
+            certificate=f"{STEP}/method~sketched/certificate.json",
+            certificate_table=f"{STEP}/method~sketched/certificate.tsv",
+        log:
+            f"{LOGS}/reduce_krylov/step~{{step}}.log",
+        benchmark:
+            f"{BENCHMARKS}/reduce_krylov/step~{{step}}.tsv"
+        conda:
+            "../../envs/hessketch.yaml"
+        resources:
+            mem_mb=mem_mb_wave,
+            runtime=runtime_minutes(60),
+        params:
+            stores=all_waves,
+            receipts=receipts_by_wave,
+            k=config["sketch"]["k"],
+            tolerance=config["certificate"]["tolerance"],
+        script:
+            "../scripts/reduce_krylov.py"

@@ -1,0 +1,17 @@
+"""Adapter: rule certify_eigenpairs → hessketch.pipeline.waves.certify_eigenpairs."""
+
+from hessketch.pipeline.common import run_stage
+from hessketch.pipeline.waves import certify_eigenpairs
+
+run_stage(
+    snakemake.log[0],
+    snakemake.threads,
+    certify_eigenpairs,
+    store_path=snakemake.input.store,
+    receipt_paths=list(snakemake.input.receipts),
+    eigenpairs_path=snakemake.input.eigenpairs,
+    report_path=snakemake.input.report,
+    tolerance=snakemake.params.tolerance,
+    certificate_path=snakemake.output.certificate,
+    certificate_table_path=snakemake.output.certificate_table,
+)

@@ -1,0 +1,17 @@
+"""Adapter: rule create_krylov_wave → hessketch.pipeline.waves.create_krylov_wave."""
+
+from hessketch.pipeline.common import run_stage
+from hessketch.pipeline.waves import create_krylov_wave
+
+run_stage(
+    snakemake.log[0],
+    snakemake.threads,
+    create_krylov_wave,
+    trajectory_path=snakemake.input.trajectory,
+    step=int(snakemake.wildcards.step),
+    sketch=dict(snakemake.params.sketch),
+    wave=int(snakemake.wildcards.index),
+    previous_stores=list(snakemake.params.stores),
+    previous_receipts=[list(r) for r in snakemake.params.receipts],
+    store_path=snakemake.output.store,
+)

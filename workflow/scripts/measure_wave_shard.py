@@ -1,0 +1,17 @@
+"""Adapter: rule measure_wave_shard → hessketch.pipeline.measure.measure_wave_shard."""
+
+from hessketch.pipeline.common import run_stage
+from hessketch.pipeline.hessian_at_step import HessianSpec
+from hessketch.pipeline.measure import measure_wave_shard
+
+run_stage(
+    snakemake.log[0],
+    snakemake.threads,
+    measure_wave_shard,
+    trajectory_path=snakemake.input.trajectory,
+    step=int(snakemake.wildcards.step),
+    hessian=HessianSpec(**snakemake.params.hessian),
+    store_path=snakemake.input.store,
+    scatter_item=snakemake.wildcards.scatteritem,
+    receipt_path=snakemake.output.receipt,
+)
