@@ -4,6 +4,7 @@ The public API; everything else is reachable through its module (``hessketch.met
 ``hessketch.testmatrices``, …) and the workflow's stages live in ``hessketch.pipeline``.
 """
 
+from hessketch.certificate import Certificate, certify
 from hessketch.errors import (
     DataError,
     HessketchError,
@@ -14,12 +15,14 @@ from hessketch.errors import (
 )
 from hessketch.hessian import HessianOperator, dense_matrix
 from hessketch.models import build_model, flatten_params, register_model, unflatten_params
-from hessketch.seigh import measure_sketch, reduce_sketch, seigh
+from hessketch.seigh import Decomposition, decompose, measure_sketch, reduce_sketch, seigh
 from hessketch.sketch import SketchSpec
 from hessketch.testmatrices import make_test_matrix
 
 __all__ = [
+    "Certificate",
     "DataError",
+    "Decomposition",
     "HessianOperator",
     "HessketchError",
     "NonDeterminismError",
@@ -28,6 +31,8 @@ __all__ = [
     "SketchStoreError",
     "TrajectoryError",
     "build_model",
+    "certify",
+    "decompose",
     "dense_matrix",
     "flatten_params",
     "make_test_matrix",

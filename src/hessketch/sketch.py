@@ -36,7 +36,7 @@ __all__ = ["Block", "SketchSpec", "measure_block", "shard_blocks"]
 # Building an SSRFT or sparse-sign matrix costs O(D); blocks of one sketch share it.
 _test_matrix = functools.lru_cache(maxsize=8)(make_test_matrix)
 
-BlockKind = Literal["sketch", "probe"]
+BlockKind = Literal["sketch", "probe", "wave"]
 
 
 @dataclass(frozen=True)
