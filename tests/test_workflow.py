@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +13,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
+import zarr
 from idx_files import write_fake_mnist
 
+from hessketch.hessian import dense_matrix
 from hessketch.metrics import magnitude_order
 from hessketch.pipeline.common import read_eigenpairs, read_table
+from hessketch.pipeline.hessian_at_step import HessianSpec, hessian_at_step
 from hessketch.trajectory import Trajectory
 
 pytestmark = pytest.mark.workflow
@@ -55,7 +59,7 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
 def with_changes(config: dict, **changes: dict) -> dict:
     new = json.loads(json.dumps(config))
     for section, values in changes.items():
-        new[section].update(values)
+        new.setdefault(section, {}).update(values)
     return new
 
 
@@ -83,6 +87,9 @@ def test_dry_run_of_the_default_study(tmp_path: Path) -> None:
         "create_sketch_store": steps,
         "measure_sketch_shard": steps * config["sketch"]["shards"],
         "reduce_sketch": steps,
+        "create_verification_wave": steps,
+        "measure_wave_shard": steps * config["sketch"]["shards"],
+        "certify_eigenpairs": steps,
         "exact_hessian": exact,
         "compute_overlap": steps + exact,
         "compare_to_exact": 1,
@@ -93,7 +100,7 @@ def test_dry_run_of_the_default_study(tmp_path: Path) -> None:
         "plot_training_curves": 1,
     }
     jobs = planned_jobs(snakemake(tmp_path, "-n", "--set-scatter", "measure=7", config=config))
-    assert jobs["measure_sketch_shard"] == 7 * steps
+    assert jobs["measure_sketch_shard"] == jobs["measure_wave_shard"] == 7 * steps
 
 
 @pytest.mark.parametrize(
@@ -105,6 +112,10 @@ def test_dry_run_of_the_default_study(tmp_path: Path) -> None:
         ({"overlap": {"report_k": 999}}, "overlap.report_k"),
         ({"hessian": {"steps": [0], "set": {"train": 55}}}, "hessian.set.train"),
         ({"training": {"lr": -1}}, "lr"),
+        ({"sketch": {"k": 40, "passes": 2, "wave_width": 10}}, "sketch.passes"),
+        ({"sketch": {"k": 40, "wave_width": 100}}, "sketch.wave_width"),
+        ({"sketch": {"k": 40}, "certificate": {"pairs": 41}}, "certificate.pairs"),
+        ({"certificate": {"tolerance": 0}}, "tolerance"),
     ],
 )
 def test_config_errors_name_the_key_before_any_job(
@@ -112,7 +123,7 @@ def test_config_errors_name_the_key_before_any_job(
 ) -> None:
     config = json.loads(json.dumps(TINY))
     for section, values in changes.items():
-        config[section] = values if section != "overlap" else {**config[section], **values}
+        config[section] = values if section not in ("overlap",) else {**config[section], **values}
     result = snakemake(tmp_path, "-n", config=config)
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
@@ -159,6 +170,39 @@ def test_tiny_run_outputs(tiny_run: tuple[Path, dict]) -> None:
     report = json.loads((run / "hessian/step~200/method~sketched/report.json").read_text())
     assert report["hvps"] == config["sketch"]["s"] + config["sketch"]["probes"]
     assert len(report["shards"]) == config["sketch"]["shards"]
+    # the certificate's residuals are the true ones: ‖Hw − λw‖ against the dense Hessian
+    check_certificate_against_dense(run, config, step=200)
+
+
+def check_certificate_against_dense(run: Path, config: dict, step: int) -> dict:
+    """The certificate of ``step`` agrees with residuals computed from the dense Hessian."""
+    base = run / f"hessian/step~{step}/method~sketched"
+    certificate = json.loads((base / "certificate.json").read_text())
+    table = read_table(base / "certificate.tsv")
+    values, vectors, _ = read_eigenpairs(base / "eigenpairs.h5")
+    hessian = dense_hessian(run, config, step)
+    residuals = (hessian @ vectors - vectors * values).norm(dim=0) / vectors.norm(dim=0)
+    # float32 products: residuals agree to 1e-4 relative to ‖H‖₂
+    norm = float(torch.linalg.eigvalsh(hessian).abs().max())
+    assert np.abs(table["residual"] - residuals.numpy()).max() <= 1e-4 * norm
+    # each certified eigenvalue is within its residual of a true eigenvalue
+    true = torch.linalg.eigvalsh(hessian)
+    for lam, res in zip(table["eigenvalue"], table["residual"], strict=True):
+        assert float((true - lam).abs().min()) <= res + 1e-4 * norm
+    trusted = certificate["trusted_k"]
+    assert np.all(table["certified"][:trusted] == 1) and np.all(table["certified"][trusted:] == 0)
+    summary = json.loads((base / "summary.json").read_text())
+    assert summary["trusted_k"] == trusted
+    assert summary["certified"] == (config["overlap"]["report_k"] <= trusted)
+    overlap = read_table(base / "overlap.tsv")
+    assert np.all(overlap["certified"] == (overlap["k"] <= trusted))
+    return certificate
+
+
+def dense_hessian(run: Path, config: dict, step: int) -> torch.Tensor:
+    spec = HessianSpec(counts=config["hessian"]["set"], batch_size=40, dtype="float64")
+    op, _ = hessian_at_step(run / "train/trajectory.h5", step, spec, device=torch.device("cpu"))
+    return dense_matrix(op)
 
 
 def test_rerun_behaviour(tiny_run: tuple[Path, dict]) -> None:
@@ -178,9 +222,20 @@ def test_rerun_behaviour(tiny_run: tuple[Path, dict]) -> None:
         "create_sketch_store": steps,
         "measure_sketch_shard": steps * config["sketch"]["shards"],
         "reduce_sketch": steps,
+        "create_verification_wave": steps,
+        "measure_wave_shard": steps * config["sketch"]["shards"],
+        "certify_eigenpairs": steps,
         "compute_overlap": steps,  # the exact ones are independent of the sketch
         "compare_to_exact": 1,
         "compute_stability": 1,
+        **{rule: 1 for rule in plots if rule != "plot_training_curves"},
+    }
+    # a stricter certificate re-checks the residuals; no product is measured again
+    strict = with_changes(config, certificate={"tolerance": 0.01})
+    assert planned_jobs(snakemake(workdir, "-n", config=strict)) == {
+        "certify_eigenpairs": steps,
+        "compute_overlap": steps,
+        "compare_to_exact": 1,
         **{rule: 1 for rule in plots if rule != "plot_training_curves"},
     }
     longer = with_changes(config, training={"steps": 300})
@@ -191,3 +246,83 @@ def test_rerun_behaviour(tiny_run: tuple[Path, dict]) -> None:
     forced = snakemake(workdir, "figures", "--forcerun", *plots, config=config)
     assert planned_jobs(forced) == plots  # the job table of the real run
     assert planned_jobs(snakemake(workdir, "-n", config=config)) == {}
+
+
+@pytest.fixture(scope="module")
+def krylov_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The tiny study at step 200 with block Krylov: 4 waves of 20 HVPs, 3 shards each."""
+    workdir = tmp_path_factory.mktemp("krylov")
+    config = with_changes(
+        TINY,
+        data={"root": str(write_fake_mnist(workdir / "data"))},
+        hessian={"steps": [200]},
+        sketch={"passes": 4, "wave_width": 20, "shards": 3},
+        exact={"steps": [200]},
+        plots={"steps_vs_k": [200]},
+    )
+    result = snakemake(workdir, config=config)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir, config
+
+
+def test_krylov_run_is_certified_and_matches_exact(krylov_run: tuple[Path, dict]) -> None:
+    workdir, config = krylov_run
+    run = workdir / RUN
+    report = json.loads((run / "hessian/step~200/method~sketched/report.json").read_text())
+    assert report["algorithm"] == "block-krylov"
+    assert report["wave_widths"] == [20, 20, 20, 20] and report["hvps"] == 80
+    certificate = check_certificate_against_dense(run, config, step=200)
+    assert certificate["trusted_k"] == config["sketch"]["k"]  # every pair certified
+    comparison = read_table(run / "comparison.tsv")
+    # 80 HVPs (one-pass: 84) and the overlap matches the exact one to 0.005
+    assert comparison["overlap_abs_difference"][0] <= 0.005
+    assert comparison["max_rel_error_top10"][0] <= 1e-4
+
+
+def test_krylov_waves_do_not_depend_on_the_shard_count(
+    krylov_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    workdir, config = krylov_run
+    run = workdir / RUN
+    one_shard = with_changes(config, sketch={"shards": 1})
+    other = tmp_path / "one-shard"
+    other.mkdir()
+    target = RUN + "/hessian/step~200/method~sketched/eigenpairs.h5"
+    result = snakemake(other, target, config=one_shard)
+    assert result.returncode == 0, result.stderr[-5000:]
+    for wave in range(4):
+        a = zarr.open_group(str(run / f"hessian/step~200/krylov/wave~{wave}.zarr"), mode="r")
+        b = zarr.open_group(
+            str(other / RUN / f"hessian/step~200/krylov/wave~{wave}.zarr"), mode="r"
+        )
+        for name in ("V", "HV"):
+            assert a[name][:].tobytes() == b[name][:].tobytes(), (wave, name)
+
+
+def test_a_recreated_wave_makes_later_waves_stale(krylov_run: tuple[Path, dict]) -> None:
+    from hessketch.errors import SketchStoreError
+    from hessketch.pipeline.waves import reduce_krylov
+
+    workdir, _ = krylov_run
+    step = workdir / RUN / "hessian/step~200"
+    stores = [step / f"krylov/wave~{i}.zarr" for i in range(4)]
+    receipts = [sorted((step / f"krylov/wave~{i}/receipts").glob("*.json")) for i in range(4)]
+    wave1 = zarr.open_group(str(stores[1]), mode="r")
+    chain = dict(wave1.attrs)["previous"]
+    assert chain == [dict(zarr.open_group(str(stores[0]), mode="r").attrs)["store_id"]]
+    # wave 1 built from another wave 0 (one re-created since) is refused, naming the wave
+    tampered = step / "tampered"
+    shutil.copytree(step / "krylov", tampered)
+    group = zarr.open_group(str(tampered / "wave~1.zarr"), mode="r+")
+    group.attrs["previous"] = ["0" * 32]
+    with pytest.raises(SketchStoreError, match=r"wave 1\).*stale"):
+        reduce_krylov(
+            store_paths=[tampered / f"wave~{i}.zarr" for i in range(4)],
+            receipt_paths=receipts,
+            k=40,
+            tolerance=0.05,
+            eigenpairs_path=tampered / "e.h5",
+            report_path=tampered / "r.json",
+            certificate_path=tampered / "c.json",
+            certificate_table_path=tampered / "c.tsv",
+        )
