@@ -23,7 +23,13 @@ __all__ = [
     "plot_training_curves",
 ]
 
-COLORS = {"sketched": "tab:blue", "exact": "black", "chance": "tab:gray", "random": "tab:orange"}
+COLORS = {
+    "sketched": "tab:blue",
+    "exact": "black",
+    "chance": "tab:gray",
+    "random": "tab:orange",
+    "uncertified": "tab:red",
+}
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,18 @@ def plot_overlap_over_training(
             color=COLORS[method],
             label=method,
         )
+        steps = sorted(paths)
+        doubtful = [i for i, r in enumerate(rows) if not r.get("certified", True)]
+        if doubtful:
+            ax.plot(
+                [steps[i] for i in doubtful],
+                [rows[i]["overlap"] for i in doubtful],
+                ls="none",
+                marker="x",
+                ms=8,
+                color=COLORS["uncertified"],
+                label=f"{method}, not certified at k = {rows[0]['k']}",
+            )
     if k is not None:
         ax.axhline(k / dim, color=COLORS["chance"], ls=":", label=f"chance k/D = {k / dim:.4f}")
         ax.set_title(f"top-{k} eigenspace vs. magnitude mask, D = {dim:,}", fontsize="medium")
@@ -93,12 +111,24 @@ def _per_step_curves(
     x: str,
     y: str,
 ) -> None:
-    """Column ``y`` against ``x`` per step: sketched solid, exact dashed, one color per step."""
+    """Column ``y`` against ``x`` per step: sketched solid, exact dashed, one color per step.
+
+    Sketched rows beyond the certified prefix (column ``certified``) are drawn in red, dotted,
+    ending in a cross at the first uncertified row.
+    """
     cmap = plt.get_cmap("viridis")
+    marked = False
     for i, step in enumerate(steps):
         color = cmap(i / max(1, len(steps) - 1))
         table = read_table(sketched[step])
-        ax.plot(table[x], table[y], color=color, label=f"step {step}")
+        good = table["certified"] == 1 if "certified" in table else np.ones(len(table[x]), bool)
+        ax.plot(table[x][good], table[y][good], color=color, label=f"step {step}")
+        if not good.all():
+            first = int(np.argmin(good))
+            label = None if marked else "not certified"
+            ax.plot(table[x][first:], table[y][first:], color=COLORS["uncertified"], ls=":")
+            ax.plot(table[x][first], table[y][first], "x", color=COLORS["uncertified"], label=label)
+            marked = True
         if step in exact:
             ref = read_table(exact[step])
             ax.plot(ref[x], ref[y], color=color, ls="--", lw=0.8)

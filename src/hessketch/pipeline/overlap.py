@@ -117,6 +117,7 @@ def compute_overlap(
                 "concentration": float(concentration[i])
                 if concentration is not None
                 else float("nan"),
+                "certified": int(i < trusted_k),
             }
             for i, v in enumerate(eigenvalues)
         ],
