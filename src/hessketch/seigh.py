@@ -9,7 +9,8 @@ The reduction streams over row blocks of ``Y`` and never holds a ``D×k`` matrix
 4. eigenpairs sorted by descending ``|λ|``; eigenvectors ``W = Y (M U)``, written per row block
    in pass 2, which also forms the a-posteriori residuals ``HΩ − W Λ Wᵀ Ω``.
 
-Memory: a row block times ``k + q`` plus ``s×s``; everything small is float64.
+Memory: a row block times ``k + q`` plus ``s×s`` (the probes are regenerated per row block);
+everything small is float64.
 """
 
 from __future__ import annotations
@@ -187,7 +188,6 @@ def reduce_sketch(
     """
     spec = source.spec
     q = spec.probes
-    omega = spec.probe_vectors(0, q, dtype=torch.float64) if q else None
     r_factor = torch.zeros(0, spec.k, dtype=torch.float64)
     y_t_omega = torch.zeros(spec.k, q, dtype=torch.float64)
     h_omega_sq = torch.zeros(q, dtype=torch.float64)
@@ -200,8 +200,9 @@ def reduce_sketch(
         if on_y_rows is not None:
             on_y_rows(rows, y, h_omega)
         r_factor = torch.linalg.qr(torch.cat([r_factor, y]), mode="r").R
-        if omega is not None and h_omega is not None:
-            y_t_omega += y.T @ omega[rows]
+        if q and h_omega is not None:
+            # probes regenerated per row block: nothing of size D×q is ever held
+            y_t_omega += y.T @ spec.probe_vectors(0, q, dtype=torch.float64, coords=rows)
             h_omega_sq += h_omega.square().sum(0)
         log.info("reduce pass 1 (TSQR): row block %d / %d", i + 1, len(blocks))
     if after_pass1 is not None:
