@@ -76,6 +76,46 @@ def mlp16() -> nn.Module:
     return mlp((256, 20, 20, 20, 20, 20, 10), "tanh")
 
 
+@register_model("cnn3c3d")
+def cnn3c3d(num_classes: int = 10) -> nn.Module:
+    """DeepOBS ``cifar10_3c3d``: three conv and three dense layers, 895,210 parameters.
+
+    conv 5×5×64 (valid), conv 3×3×96 (valid), conv 3×3×128 (same), each ReLU and 3×3 max pooling
+    with stride 2 (padding 1, the output sizes of TensorFlow's "same"), then dense 512, 256 (ReLU)
+    and ``num_classes``. Inputs are 3×32×32 images (flat rows of 3,072 are reshaped).
+    """
+    pool = {"kernel_size": 3, "stride": 2, "padding": 1}
+    return nn.Sequential(
+        _Images((3, 32, 32)),
+        nn.Conv2d(3, 64, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(**pool),
+        nn.Conv2d(64, 96, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(**pool),
+        nn.Conv2d(96, 128, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(**pool),
+        nn.Flatten(),
+        nn.Linear(3 * 3 * 128, 512),
+        nn.ReLU(),
+        nn.Linear(512, 256),
+        nn.ReLU(),
+        nn.Linear(256, num_classes),
+    )
+
+
+class _Images(nn.Module):
+    """Reshape flat rows to images of ``shape``; image batches pass through."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], *self.shape)
+
+
 def num_params(model: nn.Module) -> int:
     """Number of scalar parameters of ``model``."""
     return sum(p.numel() for p in model.parameters())
