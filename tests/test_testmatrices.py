@@ -9,6 +9,7 @@ its sub-blocks are compared to 1e-15.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -180,7 +181,7 @@ def test_ssrft_geometry_mixes_at_least_2d_inputs() -> None:
     for dim in (1, 2, 5, 97, 1000, 1031, 65537, 1_000_135, 895_210, 4_000_000, 10_000_000):
         a, b, split, n2 = tm._ssrft_geometry(dim)
         chunk = a * b
-        assert chunk >= math.sqrt(dim) and a in (b, 2 * b)  # square-ish GEMM factors
+        assert chunk >= min(1024, math.sqrt(dim)) and a in (b, 2 * b)  # square-ish GEMM factors
         assert split % chunk == 0 and 0 <= split <= dim
         assert dim - split == dim or chunk <= dim - split < 2 * chunk  # no short C1 chunk
         if split:  # each C2 output reads ~2·dim/L1 coordinates of C1's output, ~2·dim inputs
@@ -238,9 +239,12 @@ def test_tiny_workspace_gives_the_same_result(kind: str, monkeypatch: pytest.Mon
     phi = _make(kind, dim, seed=8)
     x = _randn(dim, 6, seed=3)
     rows, out = phi.rows(0, ROWS, dtype=F64), phi.apply(x, ROWS)
-    # Sub-blocks of one column / a few hundred coordinates instead of one block.
+    # Sub-blocks of one column / a few hundred coordinates; CSR blocks of 100 (sparse-sign)
+    # and C1 units of two chunks (SSRFT).
     monkeypatch.setattr(tm, "WORKSPACE_BYTES", 4096)
     monkeypatch.setattr(tm, "_TILE_BYTES", 2048)
+    monkeypatch.setattr(tm, "_SPARSE_TILE", 100)
+    monkeypatch.setattr(tm, "_SSRFT_UNIT", 128)
     fresh = _make(kind, dim, seed=8)
     _same(kind, fresh.rows(0, ROWS, dtype=F64), rows)
     torch.testing.assert_close(fresh.apply(x, ROWS), out, rtol=0, atol=1e-12)
@@ -269,13 +273,19 @@ def test_sub_block_width_respects_the_budget() -> None:
         tm._sub_block_width(0, 10)
 
 
-def test_ssrft_apply_columns_fit_half_the_workspace() -> None:
-    # apply's C1 buffer is D × (column block) of x's dtype: 64 float32 columns at D = 1M, and a
-    # 64-row block never needs more than WORKSPACE_BYTES / 2 for it at any D.
-    for dim, itemsize in [(1_000_135, 4), (1_000_135, 8), (10_000_000, 4), (100, 8)]:
-        width = tm._sub_block_width(dim * itemsize, WORKSPACE_BYTES // 2)
-        assert width * dim * itemsize <= WORKSPACE_BYTES // 2
-    assert tm._sub_block_width(1_000_135 * 4, WORKSPACE_BYTES // 2) == 33
+def test_ssrft_units_fit_the_tile_budget() -> None:
+    # rows/apply hold a few (unit × vectors) temporaries, never D × anything; the vectors per
+    # pass come from _sub_block_width so each temporary stays within _TILE_BYTES.
+    for dim in (97, 1031, 1_000_135):
+        phi = SSRFT(dim, seed=0)
+        units = phi._units(0, dim)
+        assert units[0][0] == 0 and units[-1][1] == dim
+        assert all(u[1] == v[0] for u, v in itertools.pairwise(units))
+        longest = max(c1 - c0 for c0, c1 in units)
+        for itemsize in (4, 8):
+            width = phi._vectors_per_block(itemsize)
+            assert width * longest * itemsize <= tm._TILE_BYTES or width == 1
+        assert phi._units(5, 6) == [units[0]]  # only the unit that holds the range
 
 
 # --- Kinds, registry and moments ---------------------------------------------------------

@@ -7,9 +7,9 @@ coordinates of them, that it owns, in any blocking and on any device.
 
 - ``"gaussian"``, ``"rademacher"``: every entry comes from a counter-based hash (splitmix64
   written with torch int64 ops: wrapping multiplies, masked shifts), so there is no generator
-  state and a sub-block, a coordinate range or another device reproduces the whole block bit for
-  bit. Gaussians use Box–Muller in float64; its ``log``/``cos``/``sin`` come from the device's
-  math library, so CPU and CUDA may differ in the last ulp (the integer stream is identical).
+  state and any sub-block or coordinate range reproduces the whole block bit for bit, on any
+  device for Rademacher. Gaussians use Box–Muller in float64, whose ``log``/``cos``/``sin``
+  come from the device's math library: CPU and CUDA may differ in the last ulp.
 - ``"sparse-sign"``: each column has ζ = min(8, s) entries ±1/√ζ in distinct random rows
   (Tropp, Yurtsever, Udell & Cevher 2019, §3.3), built once with the same hash; integer-exact on
   any device.
@@ -35,6 +35,10 @@ import torch
 WORKSPACE_BYTES = 256 * 2**20
 # Elementwise generation and chunk transforms run on tiles this big, so they stay in cache.
 _TILE_BYTES = 16 * 2**20
+# Coordinates per CSR block of a sparse-sign apply: x's rows of one block stay in cache.
+_SPARSE_TILE = 4096
+# Coordinates per unit of SSRFT's first transform (whole chunks): its temporaries stay in cache.
+_SSRFT_UNIT = 16384
 
 _MASK63 = (1 << 63) - 1
 _MASK32 = (1 << 32) - 1
@@ -260,9 +264,18 @@ class TestMatrix(abc.ABC):
         if not _is_int(seed):
             raise ValueError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
         self.dim, self.seed, self.max_rows = dim, seed, max_rows
+        self._cache: dict[tuple[Any, ...], Any] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dim={self.dim}, seed={self.seed})"
+
+    def _cached(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        """``make()``, kept for the next call with the same key (tables moved to a device, …)."""
+        if key not in self._cache:
+            if len(self._cache) >= 16:  # a few (device, dtype, n_rows) combinations in use
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = make()
+        return self._cache[key]
 
     def _limit(self) -> str:
         return f"{type(self).__name__} has at most {self.max_rows} rows" + (
@@ -422,11 +435,12 @@ def _check_rows_arg(rows: int | None) -> None:
 def _ssrft_geometry(dim: int) -> tuple[int, int, int, int]:
     """SSRFT chunking for ``dim``: (a, b, split, n2).
 
-    C1 chunks are a×b = L1 coordinates, L1 the power of two >= √dim, covering [0, split); the
-    tail [split, dim) has L1..2·L1 coordinates (or is all of a small dim). C2 has n2 chunks of
-    near-equal length ≈ 2·dim/L1, so every output mixes ≈ 2·dim inputs.
+    C1 chunks are a×b = L1 coordinates, L1 = min(1024, the power of two >= √dim) (32×32 GEMMs
+    measured cheapest; C2 is evaluated sparsely, so its chunks may be long), covering
+    [0, split); the tail [split, dim) has L1..2·L1 coordinates (or is all of a small dim). C2 has
+    n2 chunks of near-equal length L2 ≈ 2·dim/L1, so every output mixes ≈ L1·L2 ≈ 2·dim inputs.
     """
-    p = max(0, math.ceil(math.log2(math.sqrt(dim))))
+    p = min(10, max(0, math.ceil(math.log2(math.sqrt(dim)))))
     a, b = 2 ** ((p + 1) // 2), 2 ** (p // 2)
     split = max(0, dim // (a * b) - 1) * (a * b)
     return a, b, split, max(1, dim // math.ceil(2 * dim / (a * b)))
@@ -437,19 +451,22 @@ class SSRFT(TestMatrix):
     """Subsampled randomized trigonometric transform Φ = R·C2·S2·P2·C1·S1 with orthonormal rows.
 
     S1, S2 are random ±1 diagonals and P2 a random permutation. C1 is block-diagonal: chunks of
-    L1 = a·b coordinates (L1 the power of two >= √D) each get the 2-D orthonormal DCT-II of
-    their a×b layout, computed as two small GEMMs (fast for every D, on CPU and GPU), and the
-    last L1..2·L1 coordinates get one orthonormal DCT-II (``dct_ortho``). C2 is block-diagonal
-    with ~2D/L1 chunks of near-equal length, each an orthonormal DCT-II; R keeps coordinates
-    sel[0], sel[1], ... of a random permutation sel. Every factor is orthogonal, so rows are
-    exactly orthonormal, max_rows = D, and row prefixes agree whatever n_rows is asked for.
-    Each output mixes ~L1·L2 >= 2D inputs through the random P2 (the permutation that would
-    precede C1 in a one-chunk SSRFT adds nothing once S1 and the chunk transform are there).
+    L1 = a·b coordinates (L1 = min(1024, power of two >= √D)) each get the 2-D orthonormal
+    DCT-II of their a×b layout, computed as two small GEMMs (fast for every D, on CPU and GPU),
+    and the last L1..2·L1 coordinates get one orthonormal DCT-II (``dct_ortho``). C2 is
+    block-diagonal with chunks of near-equal length L2 ≈ 2D/L1, each an orthonormal DCT-II; R
+    keeps coordinates sel[0], sel[1], ... of a random permutation sel. Every factor is
+    orthogonal, so rows are exactly orthonormal, max_rows = D, and row prefixes agree whatever
+    n_rows is asked for. Each output mixes L1·L2 ≈ 2D inputs through the random P2 (the
+    permutation that would precede C1 in a one-chunk SSRFT adds nothing once S1 and the chunk
+    transform are there).
 
-    Only rows of C2 are ever evaluated, in closed form, so ``apply`` costs one pass of C1 plus
-    n_rows·L2 gathered products, and ``rows`` costs L2 scattered entries plus one pass of C1ᵀ
-    over the chunks that the requested coordinates touch. Work runs in the requested float
-    precision: float32 rows are not the rounded float64 rows, they agree to ~1e-6 relative.
+    Only rows of C2 are ever evaluated, in closed form, as one CSR block per unit of C1. So
+    ``apply`` runs C1 over x unit by unit (~16K coordinates, in cache) and multiplies each unit
+    into the result (n_rows·L2 nonzeros in all); ``rows`` scatters L2 entries per vector and
+    runs one GEMM of C1ᵀ per unit that the requested coordinates touch. Intermediates never
+    hold D×(anything): only units. Work runs in the requested float precision, so float32
+    rows are not the rounded float64 rows; they agree to ~1e-6 relative.
 
     Args:
         dim: D, the length of each test vector.
@@ -468,14 +485,6 @@ class SSRFT(TestMatrix):
         self._a, self._b, self._split, self._n2 = _ssrft_geometry(dim)
         self._chunk = self._a * self._b
         self._width2 = -(-dim // self._n2)  # longest C2 chunk
-        self._cache: dict[tuple[Any, ...], Any] = {}
-
-    def _cached(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
-        if key not in self._cache:
-            if len(self._cache) >= 16:  # a few (device, dtype, n_rows) combinations in use
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = make()
-        return self._cache[key]
 
     def _mats(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
         def make() -> tuple[torch.Tensor, ...]:
@@ -507,25 +516,51 @@ class SSRFT(TestMatrix):
         weight.mul_(self._sign2[pos])  # padding stays 0
         return self._perm2[pos].masked_fill_(pad, -1), weight
 
-    def _units(self, lo: int, hi: int, unit_bytes: int) -> Iterator[tuple[int, int]]:
-        """Chunk-aligned sub-ranges of C1 covering [lo, hi), each of at most ~_TILE_BYTES."""
-        step = _sub_block_width(self._chunk * unit_bytes, _TILE_BYTES) * self._chunk
-        first = lo // self._chunk * self._chunk
-        for c0, c1 in _spans(min(first, self._split), min(hi, self._split), step):
-            yield c0, min(-(-c1 // self._chunk) * self._chunk, self._split)
-        if hi > self._split:
-            yield self._split, self.dim
+    def _units(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """The units of C1 that meet [lo, hi): fixed runs of whole chunks, then the tail."""
+        step = max(1, _SSRFT_UNIT // self._chunk) * self._chunk
+        first = min(lo, self._split) // step * step
+        units = [
+            (c0, min(c0 + step, self._split)) for c0 in range(first, min(hi, self._split), step)
+        ]
+        return units + ([(self._split, self.dim)] if hi > self._split else [])
 
-    def _c1(self, z: torch.Tensor, c0: int, out: torch.Tensor, *, transpose: bool) -> None:
-        """Write C1 z (or C1ᵀ z) into ``out``, for the rows [c0, c0 + len(z)) of one unit."""
+    def _vectors_per_block(self, itemsize: int) -> int:
+        """Columns (or vectors) per pass so that a unit's temporaries fit in _TILE_BYTES."""
+        longest = max(
+            min(self._split, max(1, _SSRFT_UNIT // self._chunk) * self._chunk),
+            self.dim - self._split,
+        )
+        return _sub_block_width(longest * itemsize, _TILE_BYTES)
+
+    def _scatter_c1t(
+        self, c0: int, c1: int, entries: tuple[torch.Tensor, ...], nv: int, work: torch.Tensor
+    ) -> torch.Tensor:
+        """C1ᵀ z on the unit [c0, c1) for vectors z that are zero but at ``entries``.
+
+        ``entries`` = (coordinate, vector, value) with coordinates in [c0, c1). Returns the
+        (c1 - c0, nv) block. For GEMM chunks, Z B is formed by adding value·B[β] into row α of
+        chunk k (z is only ~L2/D dense, so this replaces a GEMM pass), then one GEMM with Aᵀ.
+        """
+        coord, vec, value = entries
         if c0 >= self._split:
-            out.copy_((idct_ortho if transpose else dct_ortho)(z, dim=0))
-            return
-        ma, mb, ma_t, mb_t, _ = self._mats(z.device, z.dtype)
-        n, m, a, b = z.shape[0] // self._chunk, z.shape[1], self._a, self._b
-        # Chunk layout (a, b): C1 chunk = A X Bᵀ, C1ᵀ chunk = Aᵀ Y B.
-        y = torch.matmul(ma_t if transpose else ma, z.view(n, a, b * m))
-        torch.matmul(mb_t if transpose else mb, y.view(n * a, b, m), out=out.view(n * a, b, m))
+            z = torch.zeros(c1 - c0, nv, dtype=work.dtype, device=work.device)
+            z.view(-1)[(coord - c0) * nv + vec] = value
+            return idct_ortho(z, dim=0)
+        _, mb, ma_t, _, _ = self._mats(work.device, work.dtype)
+        a, b, n = self._a, self._b, (c1 - c0) // self._chunk
+        local = coord - c0
+        # Z B laid out (k·a + α, b', v) like the result, so the GEMM writes rows in place.
+        zb = work[: n * a * b * nv].view(n * a, b, nv).zero_()
+        zb.transpose(1, 2).index_put_(
+            (local // b, vec), mb[local % b] * value[:, None], accumulate=True
+        )
+        y = torch.matmul(
+            ma_t,
+            zb.view(n, a, b * nv),
+            out=work[n * a * b * nv : 2 * n * a * b * nv].view(n, a, b * nv),
+        )
+        return y.view(c1 - c0, nv)
 
     def _rows(
         self, start: int, stop: int, lo: int, hi: int, dtype: torch.dtype, device: torch.device
@@ -533,54 +568,93 @@ class SSRFT(TestMatrix):
         """See TestMatrix.rows."""
         sign1 = self._mats(device, dtype)[4]
         out = torch.empty(hi - lo, stop - start, dtype=dtype, device=device)
-        width = self._width2
-        for r0, r1 in _spans(start, stop, _sub_block_width(16 * width, WORKSPACE_BYTES // 4)):
+        width, units = self._width2, self._units(lo, hi)
+        per_block = min(
+            self._vectors_per_block(out.itemsize),
+            _sub_block_width(48 * width, WORKSPACE_BYTES // 4),  # index/weight/order tables
+        )
+        for r0, r1 in _spans(start, stop, per_block):
+            nv = r1 - r0
             idx, weight = self._round2(r0, r1)
-            b = r1 - r0
-            # Row i of Φ is S1 C1ᵀ z_i, where z_i holds weight[i] at positions idx[i].
-            target, order = torch.sort(idx.flatten())
-            col = (order // idx.shape[1]).to(device)
+            # Row i of Φ is S1 C1ᵀ z_i, where z_i holds weight[i] at coordinates idx[i].
+            coord, order = torch.sort(idx.flatten())  # grouped by unit; padding (-1) first
+            vec = (order // width).to(device)
             value = weight.flatten()[order].to(device=device, dtype=dtype)
-            target = target.to(device)
-            for c0, c1 in self._units(lo, hi, b * out.itemsize):
-                a0, a1 = torch.searchsorted(target, torch.tensor([c0, c1], device=device)).tolist()
-                z = torch.zeros(c1 - c0, b, dtype=dtype, device=device)
-                z.view(-1)[(target[a0:a1] - c0) * b + col[a0:a1]] = value[a0:a1]
-                y = torch.empty_like(z)
-                self._c1(z, c0, y, transpose=True)
+            starts = torch.tensor([c for unit in units for c in unit])
+            bounds = torch.searchsorted(coord, starts).tolist()
+            coord = coord.to(device)
+            size = 2 * max(c1 - c0 for c0, c1 in units) * nv  # Z B and the GEMM result
+            work = torch.empty(size, dtype=dtype, device=device)
+            for k, (c0, c1) in enumerate(units):
+                hit = slice(bounds[2 * k], bounds[2 * k + 1])
+                block = self._scatter_c1t(c0, c1, (coord[hit], vec[hit], value[hit]), nv, work)
                 v0, v1 = max(c0, lo), min(c1, hi)
                 torch.mul(
-                    y[v0 - c0 : v1 - c0],
+                    block[v0 - c0 : v1 - c0],
                     sign1[v0:v1],
                     out=out[v0 - lo : v1 - lo, r0 - start : r1 - start],
                 )
         return out
 
-    def _apply(self, x: torch.Tensor, n_rows: int) -> torch.Tensor:
-        """See TestMatrix.apply; one pass of C1 over x, then n_rows·L2 gathered products."""
-        dev, dtype, m = x.device, x.dtype, x.shape[1]
-        sign1 = self._mats(dev, dtype)[4]
+    def _c2_blocks(
+        self, device: torch.device, dtype: torch.dtype, n_rows: int
+    ) -> list[torch.Tensor]:
+        """R C2 S2 P2 restricted to rows [0, n_rows) and to each unit of C1, as CSR tensors."""
 
-        def make() -> tuple[torch.Tensor, torch.Tensor]:
+        def make() -> list[torch.Tensor]:
             idx, weight = self._round2(0, n_rows)
-            return idx.clamp(min=0).to(dev), weight.to(device=dev, dtype=dtype)
+            width = idx.shape[1]
+            row = torch.arange(n_rows).repeat_interleave(width)
+            coord, value = idx.flatten(), weight.flatten()
+            keep = coord >= 0
+            row, coord, value = row[keep], coord[keep], value[keep]
+            units = self._units(0, self.dim)
+            starts = torch.tensor([c0 for c0, _ in units])
+            unit = torch.searchsorted(starts, coord, right=True) - 1
+            order = torch.argsort(unit * n_rows + row, stable=True)
+            row, coord, value, unit = row[order], coord[order], value[order], unit[order]
+            bounds = torch.searchsorted(unit, torch.arange(len(units) + 1)).tolist()
+            blocks = []
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+                for k, (c0, c1) in enumerate(units):
+                    a0, a1 = bounds[k], bounds[k + 1]
+                    crow = torch.zeros(n_rows + 1, dtype=torch.int64)
+                    torch.cumsum(torch.bincount(row[a0:a1], minlength=n_rows), 0, out=crow[1:])
+                    parts = (crow, coord[a0:a1] - c0, value[a0:a1].to(dtype))
+                    blocks.append(
+                        torch.sparse_csr_tensor(
+                            *(t.to(device) for t in parts),
+                            size=(n_rows, c1 - c0),
+                            check_invariants=False,
+                        )
+                    )
+            return blocks
 
-        idx, weight = self._cached(("round2", dev, dtype, n_rows), make)
-        width = idx.shape[1]
-        out = torch.empty(n_rows, m, dtype=dtype, device=dev)
-        # Column blocks of equal width whose C1 output fits in half the workspace.
-        n_blocks = -(-m // _sub_block_width(self.dim * x.itemsize, WORKSPACE_BYTES // 2))
-        cols = -(-m // n_blocks)
-        for k0, k1 in _spans(0, m, cols):
-            mb = k1 - k0
-            u = torch.empty(self.dim, mb, dtype=dtype, device=dev)
-            for c0, c1 in self._units(0, self.dim, mb * x.itemsize):
-                self._c1(x[c0:c1, k0:k1] * sign1[c0:c1], c0, u[c0:c1], transpose=False)
-            # Row i: Σ_t weight[i, t] · u[idx[i, t]], in row blocks within a quarter workspace.
-            step = _sub_block_width(width * mb * x.itemsize, WORKSPACE_BYTES // 4)
-            for r0, r1 in _spans(0, n_rows, step):
-                g = u.index_select(0, idx[r0:r1].flatten()).view(r1 - r0, width, mb)
-                out[r0:r1, k0:k1] = torch.bmm(weight[r0:r1, None, :], g)[:, 0, :]
+        return self._cached(("c2", device, dtype, n_rows), make)
+
+    def _apply(self, x: torch.Tensor, n_rows: int) -> torch.Tensor:
+        """See TestMatrix.apply; C1 unit by unit, each followed by its part of R C2 S2 P2."""
+        dev, dtype, m = x.device, x.dtype, x.shape[1]
+        ma, mb, _, _, sign1 = self._mats(dev, dtype)
+        units = self._units(0, self.dim)
+        blocks = self._c2_blocks(dev, dtype, n_rows)
+        a, b = self._a, self._b
+        out = torch.zeros(n_rows, m, dtype=dtype, device=dev)
+        for k0, k1 in _spans(0, m, self._vectors_per_block(x.itemsize)):
+            nv = k1 - k0
+            size = max(c1 - c0 for c0, c1 in units) * nv
+            signed, y, u = (torch.empty(size, dtype=dtype, device=dev) for _ in range(3))
+            for (c0, c1), block in zip(units, blocks, strict=True):
+                rows = (c1 - c0) * nv
+                s1x = torch.mul(x[c0:c1, k0:k1], sign1[c0:c1], out=signed[:rows].view(-1, nv))
+                if c0 >= self._split:  # the tail: one DCT-II
+                    c1x = dct_ortho(s1x, dim=0)
+                else:  # chunk layout (a, b): C1 chunk = A X Bᵀ
+                    n = (c1 - c0) // self._chunk
+                    ax = torch.matmul(ma, s1x.view(n, a, b * nv), out=y[:rows].view(n, a, b * nv))
+                    c1x = torch.matmul(mb, ax.view(n * a, b, nv), out=u[:rows].view(n * a, b, nv))
+                out[:, k0:k1] += block @ c1x.view(c1 - c0, nv)
         return out
 
 
@@ -605,20 +679,23 @@ class _IidRows(TestMatrix):
 
     @abc.abstractmethod
     def _words(
-        self, w0: int, w1: int, j0: int, j1: int, dtype: torch.dtype, device: torch.device
+        self, w0: int, w1: int, j0: int, j1: int, like: torch.Tensor, out: torch.Tensor | None
     ) -> torch.Tensor:
-        """Entries for vectors [group·w0, group·w1) at coordinates [j0, j1), (j1-j0, ...)."""
+        """Entries of vectors [group·w0, group·w1) at coordinates [j0, j1), as columns.
 
-    def _tile(
-        self, i0: int, i1: int, j0: int, j1: int, dtype: torch.dtype, device: torch.device
-    ) -> torch.Tensor:
-        """``Φ[i0:i1, j0:j1].T`` in dtype, exactly."""
+        Written into ``out`` (contiguous, of that shape) if given, else returned on ``like``'s
+        device, in ``like``'s dtype or a wider working one (the caller casts).
+        """
+
+    def _fill(self, dest: torch.Tensor, i0: int, i1: int, j0: int, j1: int) -> None:
+        """``dest[:] = Φ[i0:i1, j0:j1].T``, exactly (rounded once to dest's dtype)."""
         g = self.group
         w0, w1 = i0 // g, -(-i1 // g)
-        words = self._words(w0, w1, j0, j1, dtype, device)
-        if (i0, i1) == (w0 * g, w1 * g):
-            return words
-        return words[:, i0 - w0 * g : i1 - w0 * g]
+        if (i0, i1) == (w0 * g, w1 * g) and dest.is_contiguous():
+            self._words(w0, w1, j0, j1, dest, dest)
+        else:
+            words = self._words(w0, w1, j0, j1, dest, None)
+            dest.copy_(words[:, i0 - w0 * g : i1 - w0 * g])
 
     def _tile_rows(self, n_vectors: int) -> int:
         per_row = (-(-n_vectors // self.group) + 1) * self.group * self.bytes_per_entry
@@ -631,17 +708,18 @@ class _IidRows(TestMatrix):
         out = torch.empty(hi - lo, stop - start, dtype=dtype, device=device)
         for i0, i1 in _spans(start, stop, 256):
             for j0, j1 in _spans(lo, hi, self._tile_rows(i1 - i0)):
-                out[j0 - lo : j1 - lo, i0 - start : i1 - start] = self._tile(
-                    i0, i1, j0, j1, dtype, device
-                )
+                self._fill(out[j0 - lo : j1 - lo, i0 - start : i1 - start], i0, i1, j0, j1)
         return out
 
     def _apply(self, x: torch.Tensor, n_rows: int) -> torch.Tensor:
         """See TestMatrix.apply; generates Φ in tiles and multiplies each into the result."""
         out = torch.zeros(n_rows, x.shape[1], dtype=x.dtype, device=x.device)
         for i0, i1 in _spans(0, n_rows, 256):
-            for j0, j1 in _spans(0, self.dim, self._tile_rows(i1 - i0)):
-                tile = self._tile(i0, i1, j0, j1, x.dtype, x.device)
+            nv, tile_rows = i1 - i0, self._tile_rows(i1 - i0)
+            buffer = torch.empty(tile_rows * nv, dtype=x.dtype, device=x.device)
+            for j0, j1 in _spans(0, self.dim, tile_rows):
+                tile = buffer[: (j1 - j0) * nv].view(j1 - j0, nv)
+                self._fill(tile, i0, i1, j0, j1)
                 out[i0:i1].addmm_(tile.T, x[j0:j1])
         return out
 
@@ -664,16 +742,19 @@ class Gaussian(_IidRows):
     bytes_per_entry = 40
 
     def _words(
-        self, w0: int, w1: int, j0: int, j1: int, dtype: torch.dtype, device: torch.device
+        self, w0: int, w1: int, j0: int, j1: int, like: torch.Tensor, out: torch.Tensor | None
     ) -> torch.Tensor:
+        device = like.device
         h = _hash_grid(_stream_keys(self._key, w0, w1, device), j0, j1)
         u1 = torch.bitwise_right_shift(h, 32).bitwise_and_(_MASK32).double()
         radius = u1.add_(1.0).mul_(2.0**-32).log_().mul_(-2.0 / self.dim).sqrt_()
         angle = h.bitwise_and_(_MASK32).double().mul_(2 * math.pi * 2.0**-32)
-        out = torch.empty(j1 - j0, w1 - w0, 2, dtype=torch.float64, device=device)
-        torch.mul(torch.cos(angle), radius, out=out[..., 0])
-        torch.mul(angle.sin_(), radius, out=out[..., 1])
-        return out.view(j1 - j0, 2 * (w1 - w0)).to(dtype)
+        if out is None:
+            out = torch.empty(j1 - j0, 2 * (w1 - w0), dtype=torch.float64, device=device)
+        pairs = out.view(j1 - j0, w1 - w0, 2)  # cast to out's dtype on the way in
+        pairs[..., 0] = torch.cos(angle).mul_(radius)
+        pairs[..., 1] = angle.sin_().mul_(radius)
+        return out
 
 
 @register_test_matrix("rademacher")
@@ -693,16 +774,16 @@ class Rademacher(_IidRows):
     bytes_per_entry = 8
 
     def _words(
-        self, w0: int, w1: int, j0: int, j1: int, dtype: torch.dtype, device: torch.device
+        self, w0: int, w1: int, j0: int, j1: int, like: torch.Tensor, out: torch.Tensor | None
     ) -> torch.Tensor:
-        bits = torch.bitwise_right_shift(
-            torch.arange(256, device=device)[:, None], torch.arange(8, device=device)
-        )
-        table = ((bits & 1) * 2 - 1).to(dtype) * (1.0 / math.sqrt(self.dim))
-        h = _hash_grid(_stream_keys(self._key, w0, w1, device), j0, j1)
+        bits = torch.arange(256, device=like.device)[:, None] >> torch.arange(8, device=like.device)
+        table = ((bits & 1) * 2 - 1).to(like.dtype) * (1.0 / math.sqrt(self.dim))
+        h = _hash_grid(_stream_keys(self._key, w0, w1, like.device), j0, j1)
         # Little-endian bytes on every device: byte k of a word holds bits 8k..8k+7.
-        byte = h.view(torch.uint8).flatten().int()
-        return table.index_select(0, byte).view(j1 - j0, 64 * (w1 - w0))
+        byte = h.view(torch.uint8).flatten().long()
+        if out is None:
+            return table.index_select(0, byte).view(j1 - j0, 64 * (w1 - w0))
+        return torch.index_select(table, 0, byte, out=out.view(-1, 8))
 
 
 # --- Sparse sign ---------------------------------------------------------------------------
@@ -717,8 +798,10 @@ class SparseSign(TestMatrix):
     Cevher 2019, §3.3; Martinsson & Tropp 2020, §9.2). So ΦᵀΦ has unit diagonal, E[ΦᵀΦ] = I,
     and ‖row‖² ≈ D/s: unlike the other kinds, rows are not unit-norm on average, which SEIGH
     does not mind (it is invariant to scaling Φ and Ψ). The matrix is a pure function of
-    (seed, dim, s), built on first use (ζ·D int32 column indices, kept in CSR order by row) and
-    moved once per device; ``apply`` is one CSR product, ``rows`` one scatter.
+    (seed, dim, s), built on first use as the D×ζ table of rows and signs (~3ζ bytes per
+    coordinate) plus, per device and dtype, CSR blocks of _SPARSE_TILE coordinates for
+    ``apply``: one small CSR product per block keeps the gathered rows of x in cache.
+    ``rows`` scatters in coordinate order.
 
     Args:
         dim: D, the length of each test vector.
@@ -733,99 +816,92 @@ class SparseSign(TestMatrix):
         super().__init__(dim, seed, max_rows=rows)
         self.zeta = min(8, rows)
         self._key = derive_seed(seed, "sparse-sign", dim, rows)
-        self._cache: dict[tuple[Any, ...], Any] = {}
 
     def __repr__(self) -> str:
         return f"SparseSign(dim={self.dim}, seed={self.seed}, rows={self.max_rows})"
 
-    def _build(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """CSR by row on the CPU: (crow (s+1,), col (nnz,), positive (nnz,) bool)."""
+    def _table(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows (D, ζ), int16 or int32, and signs (D, ζ) int8 of every column, on ``device``."""
+        cpu = torch.device("cpu")
+        if device != cpu:
+            return self._cached(
+                ("table", device), lambda: tuple(t.to(device) for t in self._table(cpu))
+            )
+        return self._cached(("table", cpu), self._build_table)
+
+    def _build_table(self) -> tuple[torch.Tensor, torch.Tensor]:
         dim, s, zeta = self.dim, self.max_rows, self.zeta
         cpu = torch.device("cpu")
         keys = _stream_keys(self._key, 0, s + 1, cpu)  # key t: Floyd step t; key s: signs
-        small = torch.int16 if s <= 2**15 else torch.int32
-        chosen = torch.empty(dim, zeta, dtype=small)
-        sign_bits = torch.empty(dim, dtype=torch.int64)
-        tile = _sub_block_width(64 * zeta, _TILE_BYTES)
-        for j0, j1 in _spans(0, dim, tile):
+        chosen = torch.empty(dim, zeta, dtype=torch.int16 if s <= 2**15 else torch.int32)
+        signs = torch.empty(dim, zeta, dtype=torch.int8)
+        bit = torch.arange(zeta)
+        for j0, j1 in _spans(0, dim, _sub_block_width(64 * zeta, _TILE_BYTES)):
             for step, t in enumerate(range(s - zeta, s)):
                 h = _hash_grid(keys[t : t + 1], j0, j1)[:, 0]
                 r = torch.remainder(torch.bitwise_right_shift(h, 1).bitwise_and_(_MASK63), t + 1)
                 if step:  # Floyd: a repeat takes t itself, which no earlier step could draw
-                    taken = (chosen[j0:j1, :step] == r[:, None]).any(1)
-                    r = torch.where(taken, t, r)
-                chosen[j0:j1, step] = r.to(small)
-            sign_bits[j0:j1] = _hash_grid(keys[s:], j0, j1)[:, 0]
-        counts = torch.bincount(chosen.flatten().long(), minlength=s)
-        crow = torch.zeros(s + 1, dtype=torch.int64)
-        torch.cumsum(counts, 0, out=crow[1:])
-        index = torch.int32 if dim * zeta < 2**31 else torch.int64
-        col = torch.empty(dim * zeta, dtype=index)
-        positive = torch.empty(dim * zeta, dtype=torch.bool)
-        filled = crow[:-1].clone()  # next free slot of each row
-        for j0, j1 in _spans(0, dim, tile):  # counting sort by row, column-ordered within rows
-            row, order = torch.sort(chosen[j0:j1].flatten(), stable=True)
-            row = row.long()
-            here = torch.bincount(row, minlength=s)
-            first = torch.cumsum(here, 0) - here
-            dest = filled[row] + torch.arange(row.numel()) - first[row]
-            j = order // zeta
-            col[dest] = (j + j0).to(index)
-            positive[dest] = (torch.bitwise_right_shift(sign_bits[j0:j1][j], order % zeta) & 1) == 1
-            filled += here
-        return crow.to(index), col, positive
+                    r = torch.where((chosen[j0:j1, :step] == r[:, None]).any(1), t, r)
+                chosen[j0:j1, step] = r.to(chosen.dtype)
+            h = _hash_grid(keys[s:], j0, j1)
+            signs[j0:j1] = (torch.bitwise_right_shift(h, bit) & 1).mul_(2).sub_(1).to(torch.int8)
+        return chosen, signs
 
-    def _csr(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-        if ("cpu",) not in self._cache:
-            self._cache[("cpu",)] = self._build()
-        key = (device, dtype)
-        if key not in self._cache:
-            crow, col, positive = self._cache[("cpu",)]
+    def _blocks(self, device: torch.device, dtype: torch.dtype, n: int) -> list[torch.Tensor]:
+        """Φ[:n, j0:j0 + _SPARSE_TILE] as CSR tensors, one per block of coordinates."""
+
+        def make() -> list[torch.Tensor]:
+            chosen, signs = self._table(torch.device("cpu"))
             c = 1.0 / math.sqrt(self.zeta)
-            value = torch.full(positive.shape, -c, dtype=torch.float64).masked_fill_(positive, c)
-            value = value.to(dtype)
-            self._cache[key] = tuple(t.to(device) for t in (crow, col, value))
-        return self._cache[key]
+            blocks = []
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+                for j0, j1 in _spans(0, self.dim, _SPARSE_TILE):
+                    # Stable sort by row keeps columns ascending within each row.
+                    row, order = torch.sort(chosen[j0:j1].flatten(), stable=True)
+                    keep = int(torch.searchsorted(row, torch.tensor(n, dtype=row.dtype)))
+                    row, order = row[:keep].long(), order[:keep]
+                    crow = torch.zeros(n + 1, dtype=torch.int64)
+                    torch.cumsum(torch.bincount(row, minlength=n), 0, out=crow[1:])
+                    value = signs[j0:j1].flatten()[order].double().mul_(c).to(dtype)
+                    parts = (crow.int(), (order // self.zeta).int(), value)
+                    blocks.append(
+                        torch.sparse_csr_tensor(
+                            *(t.to(device) for t in parts),
+                            size=(n, j1 - j0),
+                            check_invariants=False,
+                        )
+                    )
+            return blocks
+
+        return self._cached(("csr", device, dtype, n), make)
 
     def _rows(
         self, start: int, stop: int, lo: int, hi: int, dtype: torch.dtype, device: torch.device
     ) -> torch.Tensor:
         """See TestMatrix.rows."""
-        crow, col, value = self._csr(device, dtype)
-        bounds = crow.cpu()
-        b = stop - start
+        chosen, signs = self._table(device)
+        b, c = stop - start, 1.0 / math.sqrt(self.zeta)
         out = torch.zeros(hi - lo, b, dtype=dtype, device=device)
-        row_nnz = int(bounds[start + 1] - bounds[start]) if stop > start else 0
-        step = _sub_block_width(max(1, row_nnz) * 32, WORKSPACE_BYTES // 4)
-        for r0, r1 in _spans(start, stop, step):
-            a0, a1 = int(bounds[r0]), int(bounds[r1])
-            j = col[a0:a1].long()
-            which = torch.repeat_interleave(
-                torch.arange(r0 - start, r1 - start, device=device),
-                (crow[r0 + 1 : r1 + 1] - crow[r0:r1]).long(),
-                output_size=a1 - a0,
-            )
-            v = value[a0:a1]
-            if (lo, hi) != (0, self.dim):
-                keep = (j >= lo) & (j < hi)
-                j, which, v = j[keep], which[keep], v[keep]
-            out.view(-1)[(j - lo) * b + which] = v
+        flat = out.view(-1)
+        zeta = self.zeta
+        for j0, j1 in _spans(lo, hi, _sub_block_width(16 * zeta, WORKSPACE_BYTES // 4)):
+            rows = chosen[j0:j1].flatten()
+            (hit,) = torch.nonzero((rows >= start) & (rows < stop), as_tuple=True)
+            value = signs[j0:j1].flatten()[hit].to(dtype).mul_(c)
+            # Entry (j, step) of the table goes to out[j - lo, row - start], in coordinate order.
+            where = hit.div(zeta, rounding_mode="floor").add_(j0 - lo).mul_(b)
+            flat[where.add_(rows[hit]).sub_(start)] = value
         return out
 
     def _apply(self, x: torch.Tensor, n_rows: int) -> torch.Tensor:
-        """See TestMatrix.apply; one CSR × dense product."""
-        crow, col, value = self._csr(x.device, x.dtype)
-        nnz = int(crow[n_rows])
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
-            phi = torch.sparse_csr_tensor(
-                crow[: n_rows + 1],
-                col[:nnz],
-                value[:nnz],
-                size=(n_rows, self.dim),
-                check_invariants=False,
-            )
-            return phi @ x
+        """See TestMatrix.apply; one CSR × dense product per block of coordinates."""
+        out = torch.zeros(n_rows, x.shape[1], dtype=x.dtype, device=x.device)
+        for j0, block in zip(
+            range(0, self.dim, _SPARSE_TILE), self._blocks(x.device, x.dtype, n_rows), strict=True
+        ):
+            out += block @ x[j0 : j0 + _SPARSE_TILE]
+        return out
 
 
 def make_test_matrix(kind: str, dim: int, seed: int, rows: int | None = None) -> TestMatrix:
