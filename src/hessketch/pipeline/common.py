@@ -132,13 +132,19 @@ def _sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def write_table(path: str | Path, rows: list[dict[str, Any]]) -> None:
-    """Write ``rows`` as a tab-separated table with a header (atomically)."""
+def write_table(
+    path: str | Path, rows: list[dict[str, Any]], columns: list[str] | None = None
+) -> None:
+    """Write ``rows`` as a tab-separated table with a header (atomically).
+
+    ``columns`` names the header when there may be no rows (default: the first row's keys).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    fieldnames = columns if columns is not None else list(rows[0])
     with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="\t", lineterminator="\n")
+        writer = csv.DictWriter(f, fieldnames=fieldnames, delimiter="\t", lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow(

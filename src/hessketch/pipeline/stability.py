@@ -66,4 +66,7 @@ def compute_stability(
             }
         )
         log.info("%s", rows[-1])
-    write_table(table_path, rows)
+    if not rows:
+        log.info("one Hessian step: no pairs of steps to compare")
+    columns = ["step_a", "step_b", "k", "mask_iou", "eigenspace_overlap", "chance"]
+    write_table(table_path, rows, columns)

@@ -103,18 +103,18 @@ def create_krylov_wave(
     spec = _sketch_spec(flat.numel(), sketch)
     provenance = {"param_hash": param_hash(flat), "step": step}
     if wave == 0:
-        matrix = spec.right()
+        matrix, width = spec.right(), sketch.get("wave_width") or spec.s
 
         def fill_start(write: Any) -> None:
-            for a in range(0, spec.s, spec.block_size):
-                b = min(a + spec.block_size, spec.s)
+            for a in range(0, width, spec.block_size):
+                b = min(a + spec.block_size, width)
                 write(slice(None), slice(a, b), matrix.rows(a, b, dtype=torch.float64))
 
-        wave_spec = WaveSpec(spec.dim, spec.s, spec.block_size)
+        wave_spec = WaveSpec(spec.dim, width, spec.block_size)
         create_wave_store(
             store_path, wave_spec, provenance, fill_start, {"wave": 0, "previous": []}
         )
-        log.info("wave 0: the first %d %s test vectors (D=%d)", spec.s, spec.test_matrix, spec.dim)
+        log.info("wave 0: the first %d %s test vectors (D=%d)", width, spec.test_matrix, spec.dim)
         return
     basis = _open_waves(previous_stores, previous_receipts)
     if basis.stores[0].provenance["param_hash"] != provenance["param_hash"]:
