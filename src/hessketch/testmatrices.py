@@ -478,10 +478,11 @@ class SSRFT(TestMatrix):
         super().__init__(dim, seed, max_rows=dim)
         _check_rows_arg(rows)
         gen = torch.Generator().manual_seed(derive_seed(seed, "ssrft", dim))
-        self._sign1 = torch.randint(0, 2, (dim,), generator=gen).mul_(2).sub_(1)
-        self._perm2 = torch.randperm(dim, generator=gen)
-        self._sign2 = torch.randint(0, 2, (dim,), generator=gen).mul_(2).sub_(1)
-        self._sel = torch.randperm(dim, generator=gen)
+        small = torch.int32 if dim < 2**31 else torch.int64  # tables: 10 bytes per coordinate
+        self._sign1 = torch.randint(0, 2, (dim,), generator=gen).mul_(2).sub_(1).to(torch.int8)
+        self._perm2 = torch.randperm(dim, generator=gen).to(small)
+        self._sign2 = torch.randint(0, 2, (dim,), generator=gen).mul_(2).sub_(1).to(torch.int8)
+        self._sel = torch.randperm(dim, generator=gen).to(small)
         self._a, self._b, self._split, self._n2 = _ssrft_geometry(dim)
         self._chunk = self._a * self._b
         self._width2 = -(-dim // self._n2)  # longest C2 chunk
@@ -504,7 +505,7 @@ class SSRFT(TestMatrix):
         """
         dim, n2 = self.dim, self._n2
         ell, extra = divmod(dim, n2)  # `extra` chunks of ell + 1, then ell
-        out = self._sel[start:stop]
+        out = self._sel[start:stop].long()
         big = extra * (ell + 1)
         k = torch.where(out < big, out // (ell + 1), extra + (out - big) // ell)
         base = k * ell + torch.clamp(k, max=extra)
@@ -514,7 +515,7 @@ class SSRFT(TestMatrix):
         pad = torch.arange(width) >= length[:, None]  # beyond a shorter chunk's end
         pos = (base[:, None] + torch.arange(width)).clamp_(max=dim - 1)
         weight.mul_(self._sign2[pos])  # padding stays 0
-        return self._perm2[pos].masked_fill_(pad, -1), weight
+        return self._perm2[pos].long().masked_fill_(pad, -1), weight
 
     def _units(self, lo: int, hi: int) -> list[tuple[int, int]]:
         """The units of C1 that meet [lo, hi): fixed runs of whole chunks, then the tail."""
