@@ -65,6 +65,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=12345)
     p.add_argument("--threads", type=int, default=2, help="torch threads per method")
     p.add_argument("--timeout", type=float, help="seconds per method (default: none)")
+    p.add_argument(
+        "--max-wait",
+        type=float,
+        default=0.0,
+        help="before each method, wait up to this many seconds for other processes to leave\n"
+        "the cores idle (a shared machine); 0: do not wait",
+    )
     p.add_argument("--reuse-reference", action="store_true", help="development runs only")
     p.add_argument("--out", type=Path, default=HERE / "out")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
@@ -110,8 +117,34 @@ def method_configs(method: str, problem: Problem, args: argparse.Namespace) -> l
     raise ValueError(method)
 
 
+def busy_cores(seconds: float = 2.0) -> float:
+    """Cores busy on this machine (all processes) over the next ``seconds``, from /proc/stat."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields[:8]) - idle, sum(fields[:8])
+
+    busy0, total0 = sample()
+    time.sleep(seconds)
+    busy1, total1 = sample()
+    return (os.cpu_count() or 1) * (busy1 - busy0) / max(total1 - total0, 1)
+
+
+def wait_for_idle(max_wait: float, threshold: float = 0.3) -> float:
+    """Wait (at most ``max_wait`` s) until other processes use under ``threshold`` cores."""
+    deadline = time.monotonic() + max_wait
+    busy = busy_cores()
+    while busy > threshold and time.monotonic() < deadline:
+        log.info("machine busy (%.1f cores in use by others); waiting", busy)
+        time.sleep(10)
+        busy = busy_cores()
+    return busy
+
+
 def run_method(problem: Problem, step: int, method: str, config: dict, args) -> dict[str, Any]:
     """Run one method in a fresh process; its result record and eigenpairs (or a failure)."""
+    busy_before = wait_for_idle(args.max_wait) if args.max_wait > 0 else None
     job_dir = Path(tempfile.mkdtemp(prefix=f"bench-{problem.name}-{method}-"))
     job = {
         "problem": problem.name,
@@ -136,7 +169,7 @@ def run_method(problem: Problem, step: int, method: str, config: dict, args) -> 
             failed = proc.returncode != 0 and f"failed (exit {proc.returncode})"
         except subprocess.TimeoutExpired:
             failed = f"timed out after {args.timeout:g} s"
-    record: dict[str, Any] = {"job_dir": job_dir}
+    record: dict[str, Any] = {"job_dir": job_dir, "busy_cores_before": busy_before}
     result_path = job_dir / "result.json"
     if failed or not result_path.is_file():
         tail = (job_dir / "log").read_text().strip().splitlines()[-1:] or ["no output"]
@@ -191,7 +224,9 @@ def table_row(problem: Problem, step: int, method: str, config: dict, rec: dict)
         "config": config_label(method, config),
         "status": rec["status"],
     }
-    for key in ("wall_s", "hvps", "peak_rss_mb", "base_rss_mb", "setup_s"):
+    for key in ("wall_s", "hvps", "peak_rss_mb", "base_rss_mb", "setup_s", "cpu_s"):
+        row[key] = rec.get(key)
+    for key in ("busy_cores_before", "load_before", "load_after"):
         row[key] = rec.get(key)
     info = rec.get("info", {})
     row["certificate"] = certificate_label(info)

@@ -34,6 +34,15 @@ def _status_mb(field: str) -> float:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
 def _reset_peak_rss() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
@@ -55,9 +64,14 @@ def run_job(job_dir: Path) -> None:
     result["setup_s"] = time.perf_counter() - start
     _reset_peak_rss()
     result["base_rss_mb"] = _status_mb("VmRSS")
-    start = time.perf_counter()
+    result["load_before"] = _load_average()
+    cpu_start, start = _cpu_seconds(), time.perf_counter()
     outcome = prepared.run()
     result["wall_s"] = time.perf_counter() - start
+    # CPU seconds per wall second: near the thread count on an otherwise idle machine, lower
+    # when other processes took cores away during the run.
+    result["cpu_s"] = _cpu_seconds() - cpu_start
+    result["load_after"] = _load_average()
     result["peak_rss_mb"] = _status_mb("VmHWM")
     result["hvps"] = prepared.hvps()
     result["info"] = outcome.info

@@ -107,7 +107,7 @@ PROBLEMS: dict[str, Problem] = {
         reference="eigsh",
         mask_ks=(10, 50, 100),
         passes=(3, 6),
-        krylov_s=(100, 200),
+        krylov_s=(100,),
         eigsh_interfaces=("matvec",),
         methods=("eigsh", "hessketch", "hessketch-iter", "skerch", "pyhessian"),
     ),
