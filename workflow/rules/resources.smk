@@ -5,6 +5,15 @@
 
 
 from hessketch.krylov import ROW_BLOCK_BYTES
+from hessketch.store import TALL_ROW_CHUNK
+
+# Where the memory and runtime models below come from: benchmarks/bench_reduce_memory.py and
+# benchmarks/bench_waves_memory.py run the real stages (reduce_sketch_store, compute_overlap,
+# create_wave_store with plan_next_block/write_next_block, reduce_krylov) on synthetic Zarr
+# stores in fresh processes and record VmHWM and wall time (benchmarks/out/*.json). Measured on
+# a shared 2-core Xeon VM (AVX-512, torch 2.13 + MKL, zarr 3.1), 1 torch thread (the rules'
+# default), D = 0.13–4 M, k = 200–1500, s = 2k, q = 10, block_size = 64, Krylov bases of
+# n = 400–2000 columns. Peak RSS includes the ~240 MB of interpreter, torch, zarr and h5py.
 
 
 def problem_size():
@@ -35,17 +44,34 @@ def mem_mb_train(wildcards, attempt):
 
 
 def mem_mb_measure(wildcards, attempt):
-    """A shard holds the data, the model and a few D×block blocks (host side)."""
+    """A shard on the host: its D×block block, the images, their float32 digests and the test
+    matrices' per-coordinate tables; plus the data and the model (base).
+
+    Measured (sparse-sign, a synthetic operator on the CPU, block 64): 1,600 bytes per
+    coordinate at D = 1, 2, 4 M (1.7, 3.2, 6.3 GB), ~320 of them the synthetic operator's own;
+    a wave shard (read V, digest, HV, digest) holds 16·D·block bytes.
+    """
     dim, k, s, q, block = problem_size()
-    return _mb(8 * dim * block * 6 + 8 * s * block * 2, attempt, base=3000)
+    return _mb(dim * (24 * block + 200), attempt, base=3000)
+
+
+def reduction_row_block(dim):
+    """Rows per block of the one-pass reduction (ZarrSketch.row_block = TALL_ROW_CHUNK)."""
+    return min(dim, TALL_ROW_CHUNK)
 
 
 def mem_mb_reduce(wildcards, attempt):
-    """The reduction holds a row block (2^16 rows) of Y and HOmega, the probes, s×s and k×k."""
+    """reduce_sketch holds about five float64 copies of a row block of Y (pass 1: the block, the
+    previous one, torch.cat and the QR's copy; pass 2: the block, W = Y B and the previous W),
+    plus s×s matrices in the core; nothing grows with D (the probes are regenerated per block).
+
+    Measured peak RSS (row block 65,536): k = 500: 1.35–1.69 GB at D = 0.26, 1, 2, 4 M;
+    k = 1000: 2.7 GB; k = 1500 (s = 3000): 3.7 GB; k = 1500, row block 16,384: 1.5 GB. The
+    model, 500 MB + 40·rows·(k + q) + 32·s² bytes, is 6–21 % above every measurement.
+    """
     dim, k, s, q, block = problem_size()
-    row_block = min(dim, 2**16)
-    nbytes = 8 * (4 * row_block * (k + q) + dim * q + 6 * s * s + 3 * s * k + 10 * k * k)
-    return _mb(nbytes, attempt)
+    rows = reduction_row_block(dim)
+    return _mb(40 * rows * (k + q) + 32 * s * s, attempt, base=500)
 
 
 def mem_mb_exact(wildcards, attempt):
@@ -54,18 +80,49 @@ def mem_mb_exact(wildcards, attempt):
 
 
 def mem_mb_overlap(wildcards, attempt):
-    """Eigenvectors in float64 plus a K×K block."""
+    """compute_overlap reads only the K mask rows (and K random rows) of the eigenvectors: K×K
+    blocks. What grows with D is the parameter vector, its magnitude order (float64 |θ|, sort
+    values and indices) and the random mask's permutation.
+
+    Measured peak RSS: 0.28, 0.30, 0.33, 0.40 GB at D = 0.26, 1, 2, 4 M (K = 500), 0.37 GB at
+    D = 0.26 M, K = 1500: about 270 MB + 34·D + 49·K² bytes; the model is 500 MB + 40·D + 64·K².
+    """
     dim, k, s, q, block = problem_size()
     kmax = max(k, config["exact"]["k"])
-    return _mb(8 * (2 * dim * kmax + 4 * kmax * kmax), attempt)
+    return _mb(40 * dim + 64 * kmax * kmax, attempt, base=500)
+
+
+def krylov_size():
+    """Columns per wave (b) and of the whole basis (n); for one-pass sketches, the verification
+    wave of k eigenvectors."""
+    dim, k, s, q, block = problem_size()
+    passes = config["sketch"]["passes"]
+    if passes <= 1:
+        return k, k
+    width = config["sketch"]["wave_width"] or s
+    return width, width * passes
 
 
 def mem_mb_wave(wildcards, attempt):
-    """Wave jobs stream row blocks within a fixed float64 budget, plus square matrices of the
-    basis size (all waves of a Krylov iteration)."""
+    """The wave jobs (create_krylov_wave, create_verification_wave, certify_eigenpairs,
+    reduce_krylov) need the largest of
+
+    - create_wave_store: wave 0's start block is generated for all D rows in float64 and cast
+      (12·D·block bytes); the V digests read whole column blocks (D×block float32, a byte
+      copy and an isfinite mask: 9·D·block);
+    - the streamed passes over the stored waves: about 2.5·ROW_BLOCK_BYTES, plus ~24 bytes per
+      row that the process keeps (heap growth with the number of row blocks);
+
+    plus n×n float64 matrices of the basis (Gram, projection, Cholesky, eigh: 8 of them).
+
+    Measured peak RSS (4 waves of 100, k = 200): create_krylov_wave 1.17, 1.54, 2.60 GB at
+    D = 1, 2, 4 M (the digest step; its streamed passes stay under 0.93 GB); reduce_krylov
+    0.70, 0.81, 0.91 GB; n = 1000 and 2000 (2 waves): 1.0–1.2 GB at D = 0.26 and 0.13 M.
+    """
     dim, k, s, q, block = problem_size()
-    n = (config["sketch"]["wave_width"] or s) * config["sketch"]["passes"]
-    return _mb(ROW_BLOCK_BYTES + 8 * 8 * n * n, attempt)
+    width, n = krylov_size()
+    streamed = 2.5 * ROW_BLOCK_BYTES + 24 * dim
+    return _mb(max(12 * dim * min(block, width), streamed) + 64 * n * n, attempt, base=500)
 
 
 def runtime_minutes(base):
@@ -75,3 +132,33 @@ def runtime_minutes(base):
         return base * 2 ** (attempt - 1)
 
     return runtime
+
+
+# Runtimes (minutes, 1 thread) from the same benchmarks: wall seconds per row of D, fitted,
+# then doubled for slower disks and machines, plus 10 minutes; doubled again per attempt.
+
+
+def runtime_reduce(wildcards, attempt):
+    """reduce_sketch: 59 µs per row at k = 500, ∝ k^1.44 (60, 167, 287 µs per row at
+    k = 500, 1000, 1500; linear in D from 0.26 to 4 M), row block 65,536."""
+    dim, k, s, q, block = problem_size()
+    seconds = dim * 59e-6 * (k / 500) ** 1.44
+    return int((2 * seconds / 60 + 10) * 2 ** (attempt - 1))
+
+
+def runtime_wave(wildcards, attempt):
+    """The slower of create_krylov_wave, orthogonalizing a wave of b against the n' = n − b
+    columns before it (0.157·n' + 3.04e-4·n'·b µs per row; measured 75, 309, 864 µs at
+    (n', b) = (400, 100), (1000, 500), (2000, 1000)), and reduce_krylov on all n columns
+    (0.0935·n + 6.5e-5·(n² + n·k) µs per row; 53, 191, 600 µs at (n, k) = (400, 200),
+    (1000, 500), (2000, 1000)). The verification wave's jobs (one-pass) stream V and HV once:
+    the linear terms."""
+    dim, k, s, q, block = problem_size()
+    width, n = krylov_size()
+    before = n - width
+    create = 0.157 * before + 3.04e-4 * before * width
+    reduce = 0.0935 * n + 6.5e-5 * (n * n + n * k)
+    if config["sketch"]["passes"] <= 1:
+        create, reduce = 0.157 * n, 0.0935 * n
+    per_row_us = max(create, reduce)
+    return int((2 * dim * per_row_us * 1e-6 / 60 + 10) * 2 ** (attempt - 1))
