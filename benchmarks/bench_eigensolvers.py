@@ -54,6 +54,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test-matrices", nargs="+", help=f"default: all of {TEST_MATRIX_KINDS}")
     p.add_argument("--passes", nargs="+", type=int, help="iterative hessketch passes")
     p.add_argument("--krylov-s", nargs="+", type=int, help="iterative hessketch HVPs per pass")
+    p.add_argument(
+        "--krylov-width",
+        nargs="+",
+        type=int,
+        help="iterative hessketch: HVPs per pass as decompose(width=...), with s = the\n"
+        "problem's s (default: the problem's widths unless --krylov-s is given)",
+    )
     p.add_argument("--no-certify", action="store_true", help="decompose(..., certify=False)")
     p.add_argument("--eigsh-tol", type=float, default=1e-6)
     p.add_argument("--eigsh-interfaces", nargs="+", choices=["matvec", "matmat"])
@@ -96,8 +103,16 @@ def method_configs(method: str, problem: Problem, args: argparse.Namespace) -> l
             for t in kinds
         ]
     if method == "hessketch-iter":
+        base = {"k": k, "test_matrix": "ssrft", "seed": seed, "certify": certify}
+        widths = args.krylov_width or ([] if args.krylov_s else problem.krylov_widths)
+        if widths:
+            return [
+                {**base, "s": s, "passes": p, "width": w}
+                for p in args.passes or problem.passes
+                for w in widths
+            ]
         return [
-            {"k": k, "s": ks, "passes": p, "test_matrix": "ssrft", "seed": seed, "certify": certify}
+            {**base, "s": ks, "passes": p}
             for p in args.passes or problem.passes
             for ks in args.krylov_s or problem.krylov_s
         ]

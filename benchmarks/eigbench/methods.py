@@ -94,7 +94,8 @@ def _certificate_info(dec: Any) -> dict[str, Any]:
 def hessketch_method(problem: Problem, flat: torch.Tensor, config: dict[str, Any]) -> Prepared:
     """``hessketch.decompose`` where this checkout has it (with its certificate), else ``seigh``.
 
-    ``config``: ``k``, ``s``, ``passes``, ``test_matrix``, ``seed``, ``certify``.
+    ``config``: ``k``, ``s``, ``passes``, ``test_matrix``, ``seed``, ``certify`` and, for
+    ``passes > 1``, optionally ``width`` (HVPs per wave; default ``s``).
     """
     passes = config["passes"]
     if passes > 1 and not (_decompose_available() or _seigh_has_passes()):
@@ -116,6 +117,7 @@ def hessketch_method(problem: Problem, flat: torch.Tensor, config: dict[str, Any
                 seed=seed,
                 test_matrix=kind,
                 certify=config["certify"],
+                **({"width": config["width"]} if config.get("width") else {}),
             )
             return Outcome(dec.eigenvalues, dec.eigenvectors, _certificate_info(dec))
         extra = {"passes": passes} if passes > 1 else {}

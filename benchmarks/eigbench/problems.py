@@ -45,6 +45,7 @@ class Problem:
     krylov_s: tuple[int, ...]  # default HVPs per pass of the iterative runs
     eigsh_interfaces: tuple[str, ...]  # default LinearOperator interfaces given to eigsh
     methods: tuple[str, ...]  # methods run by default
+    krylov_widths: tuple[int, ...] = ()  # if set: HVPs per pass as decompose(width=...)
     lr: float = 0.3
     train_batch: int = 500
     seed: int = 12345
@@ -106,8 +107,9 @@ PROBLEMS: dict[str, Problem] = {
         s=200,
         reference="eigsh",
         mask_ks=(10, 50, 100),
-        passes=(3, 6),
+        passes=(15, 20),
         krylov_s=(100,),
+        krylov_widths=(20,),
         eigsh_interfaces=("matvec",),
         methods=("eigsh", "hessketch", "hessketch-iter", "skerch", "pyhessian"),
     ),

@@ -18,7 +18,9 @@ def config_label(method: str, config: dict[str, Any]) -> str:
         return f"k={c['k']} tol={c['tol']:g}{iface}"
     if method.startswith("hessketch"):
         label = f"k={c['k']} s={c['s']} {c['test_matrix']}"
-        return label if c["passes"] == 1 else f"k={c['k']} passes={c['passes']} s={c['s']}"
+        if c["passes"] == 1:
+            return label
+        return f"k={c['k']} passes={c['passes']} width={c.get('width') or c['s']}"
     if method == "skerch":
         return f"outer={c['outer']} {c['noise']} {c['recovery']}"
     if method == "pyhessian":

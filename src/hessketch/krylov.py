@@ -146,6 +146,15 @@ def _f64(basis: Basis, name: str, rows: slice) -> torch.Tensor:
     return basis.columns(name, rows).to(torch.float64)
 
 
+def _last_images(basis: Basis, rows: slice, dtype: torch.dtype) -> torch.Tensor:
+    """``HV`` of the last wave only (the earlier waves' images are not needed)."""
+    widths = basis.widths()
+    if isinstance(basis, InMemoryBasis):  # a view, no copy
+        n = sum(widths)
+        return basis.columns("HV", rows)[:, n - widths[-1] :]
+    return basis.read(len(widths) - 1, "HV", rows).to(dtype)
+
+
 def _cholesky(gram: torch.Tensor, what: str) -> torch.Tensor:
     chol, info = torch.linalg.cholesky_ex(gram)
     if int(info) != 0:
@@ -186,7 +195,6 @@ def plan_next_block(basis: Basis, *, budget: int = ROW_BLOCK_BYTES) -> BlockPlan
     """
     widths = basis.widths()
     last, n, b, b0 = len(widths) - 1, sum(widths), widths[-1], widths[0]
-    offset = n - b
     blocks = _blocks(basis, n + b, budget)
     gram = torch.eye(n, dtype=torch.float64)
     gram0 = torch.zeros(b0, b0, dtype=torch.float64)
@@ -194,7 +202,7 @@ def plan_next_block(basis: Basis, *, budget: int = ROW_BLOCK_BYTES) -> BlockPlan
     col_sq = torch.zeros(b, dtype=torch.float64)
     for rows in blocks:
         v = basis.columns("V", rows)
-        w = basis.columns("HV", rows)[:, offset:]
+        w = _last_images(basis, rows, v.dtype)
         gram0 += (v[:, :b0].T @ v[:, :b0]).to(torch.float64)
         coef += (v.T @ w).to(torch.float64)
         col_sq += w.to(torch.float64).square().sum(0)
@@ -203,12 +211,14 @@ def plan_next_block(basis: Basis, *, budget: int = ROW_BLOCK_BYTES) -> BlockPlan
     coef = torch.cholesky_solve(coef, chol)
     again = torch.zeros(n, b, dtype=torch.float64)
     for rows in blocks:
-        v, w = basis.columns("V", rows), basis.columns("HV", rows)[:, offset:]
+        v = basis.columns("V", rows)
+        w = _last_images(basis, rows, v.dtype)
         again += (v.T @ (w - v @ coef.to(v.dtype))).to(torch.float64)
     coef += torch.cholesky_solve(again, chol)
     r_factor = torch.zeros(0, b, dtype=torch.float64)
     for rows in blocks:
-        v, w = basis.columns("V", rows), basis.columns("HV", rows)[:, offset:]
+        v = basis.columns("V", rows)
+        w = _last_images(basis, rows, v.dtype)
         rest = (w - v @ coef.to(v.dtype)).to(torch.float64)
         r_factor = torch.linalg.qr(torch.cat([r_factor, rest]), mode="r").R
     _, sigma, vh = torch.linalg.svd(r_factor)
@@ -229,7 +239,8 @@ def write_next_block(
     widths = basis.widths()
     n, b = sum(widths), widths[-1]
     for rows in _blocks(basis, n + b, budget):
-        v, w = basis.columns("V", rows), basis.columns("HV", rows)[:, n - b :]
+        v = basis.columns("V", rows)
+        w = _last_images(basis, rows, v.dtype)
         rest = w - v @ plan.coef.to(v.dtype)
         write(rows, rest @ plan.transform.to(v.dtype))
 

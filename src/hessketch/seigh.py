@@ -199,11 +199,14 @@ def reduce_sketch(
             raise NumericalError(f"Y has non-finite values in rows [{rows.start}, {rows.stop})")
         if on_y_rows is not None:
             on_y_rows(rows, y, h_omega)
-        r_factor = torch.linalg.qr(torch.cat([r_factor, y]), mode="r").R
         if q and h_omega is not None:
             # probes regenerated per row block: nothing of size D×q is ever held
             y_t_omega += y.T @ spec.probe_vectors(0, q, dtype=torch.float64, coords=rows)
             h_omega_sq += h_omega.square().sum(0)
+        # QR of the block alone, then of the two small triangles: no rows×k concatenation
+        r_block = torch.linalg.qr(y, mode="r").R
+        r_factor = torch.linalg.qr(torch.cat([r_factor, r_block]), mode="r").R
+        del y, h_omega
         log.info("reduce pass 1 (TSQR): row block %d / %d", i + 1, len(blocks))
     if after_pass1 is not None:
         after_pass1()
@@ -220,6 +223,7 @@ def reduce_sketch(
             on_eigenvector_rows(rows, w)
         if q:
             residual_sq += (source.read("HOmega", rows) - w @ g).square().sum(0)
+        del w
         log.info("reduce pass 2 (eigenvectors): row block %d / %d", i + 1, len(blocks))
     if q:
         result.frobenius_sq_probes = float(h_omega_sq.mean())

@@ -30,12 +30,31 @@ import zarr
 from hessketch.errors import SketchStoreError
 from hessketch.sketch import Block, SketchSpec
 
-__all__ = ["ZarrSketch", "column_digest", "create_store", "verify_receipts", "write_json_atomic"]
+__all__ = [
+    "ZarrSketch",
+    "column_digest",
+    "create_store",
+    "reduction_row_block",
+    "verify_receipts",
+    "write_json_atomic",
+]
 
 FORMAT_VERSION = 1
 ARRAYS = ("Y", "Z", "PhiY", "HOmega")
 # Rows per chunk of the tall arrays: about 16 MiB per float32 chunk at 64 columns.
 TALL_ROW_CHUNK = 1 << 16
+# The reduction reads row blocks of Y and HOmega (k + probes columns) and holds a few float64
+# copies of one: rows per block are the largest power of two (so a divisor of the chunk) whose
+# float64 block fits this budget, at least 4,096.
+REDUCTION_BLOCK_BYTES = 256 * 2**20
+
+
+def reduction_row_block(columns: int) -> int:
+    """Rows per block read by the reduction of a sketch with ``columns`` = k + probes."""
+    rows = TALL_ROW_CHUNK
+    while rows > 4096 and 8 * rows * max(columns, 1) > REDUCTION_BLOCK_BYTES:
+        rows //= 2
+    return rows
 
 
 def _shapes(spec: SketchSpec) -> dict[str, tuple[int, int]]:
@@ -53,7 +72,7 @@ def column_digest(values: np.ndarray) -> str:
     Hashing row blocks one after another gives the same digest, so a reader that streams
     over rows can verify without a second pass.
     """
-    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float32).tobytes()).hexdigest()
+    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float32)).hexdigest()
 
 
 def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> None:
@@ -132,7 +151,14 @@ class ZarrSketch:
                     f"sketch store {path}: array {name} has shape {group[name].shape}, "
                     f"expected {shape} from its spec"
                 )
-        return cls(path, spec, attrs["provenance"], attrs["store_id"], _group=group)
+        return cls(
+            path,
+            spec,
+            attrs["provenance"],
+            attrs["store_id"],
+            row_block=reduction_row_block(spec.k + spec.probes),
+            _group=group,
+        )
 
     def write(self, name: str, start: int, values: torch.Tensor) -> str:
         """Write ``values`` as columns ``start…`` of ``name``; returns their digest."""

@@ -92,16 +92,21 @@ def create_wave_store(
             group["V"][rows, columns] = values.detach().cpu().numpy().astype(np.float32)
 
         fill(write)
-        # Digests from what is on disk: this also proves every entry was written.
-        digests = {}
-        for block in spec.blocks():
-            data = np.asarray(group["V"][:, block.start : block.stop], dtype=np.float32)
-            if not np.isfinite(data).all():
-                raise SketchStoreError(
-                    f"{path}: V has unwritten or non-finite entries in columns "
-                    f"[{block.start}, {block.stop})"
-                )
-            digests[f"V:{block.start}"] = column_digest(data)
+        # Digests from what is on disk, streamed over row chunks (a column block's digest is
+        # that of its rows in order): this also proves every entry was written.
+        hashers = {block.start: hashlib.sha256() for block in spec.blocks()}
+        for start in range(0, spec.dim, TALL_ROW_CHUNK):
+            rows = slice(start, min(start + TALL_ROW_CHUNK, spec.dim))
+            data = np.asarray(group["V"][rows], dtype=np.float32)
+            for block in spec.blocks():
+                part = np.ascontiguousarray(data[:, block.start : block.stop])
+                if not np.isfinite(part).all():
+                    raise SketchStoreError(
+                        f"{path}: V has unwritten or non-finite entries in rows "
+                        f"[{rows.start}, {rows.stop}), columns [{block.start}, {block.stop})"
+                    )
+                hashers[block.start].update(part)
+        digests = {f"V:{a}": hasher.hexdigest() for a, hasher in hashers.items()}
         group.attrs.update(
             {
                 "format_version": FORMAT_VERSION,

@@ -5,7 +5,7 @@
 
 
 from hessketch.krylov import ROW_BLOCK_BYTES
-from hessketch.store import TALL_ROW_CHUNK
+from hessketch.store import reduction_row_block as store_row_block
 
 # Where the memory and runtime models below come from: benchmarks/bench_reduce_memory.py and
 # benchmarks/bench_waves_memory.py run the real stages (reduce_sketch_store, compute_overlap,
@@ -55,9 +55,9 @@ def mem_mb_measure(wildcards, attempt):
     return _mb(dim * (24 * block + 200), attempt, base=3000)
 
 
-def reduction_row_block(dim):
-    """Rows per block of the one-pass reduction (ZarrSketch.row_block = TALL_ROW_CHUNK)."""
-    return min(dim, TALL_ROW_CHUNK)
+def reduction_row_block(dim, k, q):
+    """Rows per block of the one-pass reduction (as ZarrSketch.row_block)."""
+    return min(dim, store_row_block(k + q))
 
 
 def mem_mb_reduce(wildcards, attempt):
@@ -70,7 +70,7 @@ def mem_mb_reduce(wildcards, attempt):
     model, 500 MB + 40·rows·(k + q) + 32·s² bytes, is 6–21 % above every measurement.
     """
     dim, k, s, q, block = problem_size()
-    rows = reduction_row_block(dim)
+    rows = reduction_row_block(dim, k, q)
     return _mb(40 * rows * (k + q) + 32 * s * s, attempt, base=500)
 
 

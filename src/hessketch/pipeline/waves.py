@@ -36,7 +36,7 @@ from hessketch.krylov import plan_next_block, rayleigh_ritz, row_blocks, write_n
 from hessketch.pipeline.common import EigenpairWriter, write_table
 from hessketch.seigh import ritz_certificate
 from hessketch.sketch import SketchSpec
-from hessketch.store import verify_receipts, write_json_atomic
+from hessketch.store import TALL_ROW_CHUNK, verify_receipts, write_json_atomic
 from hessketch.trajectory import Trajectory, param_hash
 from hessketch.wavestore import StreamingDigests, WaveSpec, WaveStore, ZarrBasis, create_wave_store
 
@@ -106,9 +106,12 @@ def create_krylov_wave(
         matrix, width = spec.right(), sketch.get("wave_width") or spec.s
 
         def fill_start(write: Any) -> None:
-            for a in range(0, width, spec.block_size):
-                b = min(a + spec.block_size, width)
-                write(slice(None), slice(a, b), matrix.rows(a, b, dtype=torch.float64))
+            # chunk by chunk: memory bounded independently of D
+            for r in range(0, spec.dim, TALL_ROW_CHUNK):
+                rows = slice(r, min(r + TALL_ROW_CHUNK, spec.dim))
+                for a in range(0, width, spec.block_size):
+                    b = min(a + spec.block_size, width)
+                    write(rows, slice(a, b), matrix.rows(a, b, dtype=torch.float64, coords=rows))
 
         wave_spec = WaveSpec(spec.dim, width, spec.block_size)
         create_wave_store(
