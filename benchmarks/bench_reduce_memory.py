@@ -24,8 +24,9 @@ Then, in another fresh process, the stage :func:`hessketch.pipeline.overlap.comp
 on those eigenpairs (it reads only the K mask rows; the store's provenance is the hash of a
 synthetic parameter vector saved as a one-step trajectory): its peak RSS and seconds.
 
-``--row-block R`` overrides the reader's row block (``ZarrSketch.row_block``, default
-``TALL_ROW_CHUNK`` = 65,536 rows) to show how the peak scales with it. Results are merged into
+``--row-block R`` overrides the reader's row block (``ZarrSketch.row_block``, by default
+``hessketch.store.reduction_row_block(k + probes)``: 65,536 rows at k = 500, 16,384 at
+k = 1,500) to show how the peak scales with it. Results are merged into
 ``benchmarks/out/reduce_memory.json`` (keyed by D, k, s, row block, threads); with
 ``--build-only`` the builder's own peak RSS (the host side of a measurement shard with a
 synthetic operator) is recorded instead. Stores live under ``--tmp`` (default /tmp) and are
@@ -50,7 +51,12 @@ from pathlib import Path
 import torch
 
 from hessketch.sketch import SketchSpec, measure_block
-from hessketch.store import TALL_ROW_CHUNK, ZarrSketch, create_store, write_json_atomic
+from hessketch.store import (
+    ZarrSketch,
+    create_store,
+    reduction_row_block,
+    write_json_atomic,
+)
 from hessketch.trajectory import param_hash, write_trajectory
 
 RANK = 16
@@ -357,7 +363,7 @@ def main() -> None:
                 store.with_suffix(suffix).unlink(missing_ok=True)
             if not keep:
                 shutil.rmtree(tmp, ignore_errors=True)
-        row_block = args.row_block or TALL_ROW_CHUNK
+        row_block = args.row_block or min(dim, reduction_row_block(args.k + args.probes))
         row.update(
             spec.to_dict(),
             row_block=row_block,

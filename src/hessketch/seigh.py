@@ -2,7 +2,8 @@
 
 The reduction streams over row blocks of ``Y`` and never holds a ``D×k`` matrix:
 
-1. pass 1: tall-skinny QR of ``Y`` (sequential TSQR in float64) gives ``R``; from its SVD
+1. pass 1: tall-skinny QR of ``Y`` (sequential Householder TSQR in float64; in memory,
+   CholeskyQR2 when ``Y`` is well enough conditioned) gives ``R``; from its SVD
    ``R = U Σ Vᵀ`` the orthonormal basis is ``Q = Y M`` with ``M = V Σ⁻¹`` (``k×k``);
 2. ``ΨQ = Z[:, :k] M`` and ``ΦQ = PhiY M`` (no transform of ``Q`` is needed);
 3. core ``C = (ΨQ)⁺ Z ((ΦQ)⁺)ᵀ`` by two least-squares solves, symmetrized, ``eigh``;
@@ -98,6 +99,7 @@ class InMemorySketch:
     def __init__(self, spec: SketchSpec, dtype: torch.dtype = torch.float32) -> None:
         self.spec = spec
         self.row_block = 1 << 16
+        self.in_memory = True  # rereading costs nothing (the reduction may pass over Y twice)
         shapes = {
             "Y": (spec.dim, spec.k),
             "Z": (spec.s, spec.s),
@@ -138,6 +140,39 @@ def measure_sketch(
 def _row_blocks(dim: int, size: int) -> Iterator[slice]:
     for start in range(0, dim, size):
         yield slice(start, min(start + size, dim))
+
+
+def _tsqr_step(r_factor: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``R`` of ``[R_before; y]``: QR of the block alone, then of the two triangles."""
+    r_block = torch.linalg.qr(y, mode="r").R
+    return torch.linalg.qr(torch.cat([r_factor, r_block]), mode="r").R
+
+
+# CholeskyQR2 gives an orthonormal Q to round-off when κ(Y) ≲ u^(-1/2) ≈ 1e8 (Yamamoto et al.
+# 2015); beyond this (a margin below) the Householder TSQR is used.
+_CHOLESKY_MAX_CONDITION = 1e6
+
+
+def _cholesky_qr2(source: SketchSource, blocks: list[slice], gram: torch.Tensor) -> torch.Tensor:
+    """``R`` of ``Y`` by CholeskyQR2 from ``gram = YᵀY``; Householder TSQR if ill-conditioned."""
+    eigenvalues = torch.linalg.eigvalsh(gram)
+    top = float(eigenvalues[-1])
+    if top > 0 and float(eigenvalues[0]) > top / _CHOLESKY_MAX_CONDITION**2:
+        r1 = torch.linalg.cholesky(gram).T
+        # Y R1⁻¹ by a GEMM with the inverse (error ~u·κ(R1), far below what CholeskyQR2 fixes)
+        r1_inv = torch.linalg.solve_triangular(r1, torch.eye(len(r1), dtype=r1.dtype), upper=True)
+        gram2 = torch.zeros_like(gram)
+        for rows in blocks:
+            q1 = source.read("Y", rows) @ r1_inv
+            gram2 += q1.T @ q1
+        chol, info = torch.linalg.cholesky_ex(gram2)
+        if int(info) == 0:
+            return chol.T @ r1
+    log.info("Y is ill-conditioned for CholeskyQR2: Householder TSQR")
+    r_factor = torch.zeros(0, gram.shape[0], dtype=torch.float64)
+    for rows in blocks:
+        r_factor = _tsqr_step(r_factor, source.read("Y", rows))
+    return r_factor
 
 
 def _lstsq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -188,14 +223,21 @@ def reduce_sketch(
     """
     spec = source.spec
     q = spec.probes
+    # In memory, rereading Y is free: CholeskyQR2 (two Gram passes, GEMM speed) replaces the
+    # Householder TSQR unless Y is too ill-conditioned for it. Out of core, one pass: TSQR.
+    cholesky = bool(getattr(source, "in_memory", False))
     r_factor = torch.zeros(0, spec.k, dtype=torch.float64)
+    gram = torch.zeros(spec.k, spec.k, dtype=torch.float64)
     y_t_omega = torch.zeros(spec.k, q, dtype=torch.float64)
     h_omega_sq = torch.zeros(q, dtype=torch.float64)
     blocks = list(_row_blocks(spec.dim, source.row_block))
     for i, rows in enumerate(blocks):
         y = source.read("Y", rows)
         h_omega = source.read("HOmega", rows) if q else None
-        if not bool(torch.isfinite(y).all()):
+        # a non-finite entry makes its column's squared norm non-finite (no overflow: the
+        # float64 square of a float32 value is finite)
+        block_gram = y.T @ y
+        if not bool(torch.isfinite(block_gram.diagonal()).all()):
             raise NumericalError(f"Y has non-finite values in rows [{rows.start}, {rows.stop})")
         if on_y_rows is not None:
             on_y_rows(rows, y, h_omega)
@@ -203,13 +245,16 @@ def reduce_sketch(
             # probes regenerated per row block: nothing of size D×q is ever held
             y_t_omega += y.T @ spec.probe_vectors(0, q, dtype=torch.float64, coords=rows)
             h_omega_sq += h_omega.square().sum(0)
-        # QR of the block alone, then of the two small triangles: no rows×k concatenation
-        r_block = torch.linalg.qr(y, mode="r").R
-        r_factor = torch.linalg.qr(torch.cat([r_factor, r_block]), mode="r").R
+        if cholesky:
+            gram += block_gram
+        else:
+            r_factor = _tsqr_step(r_factor, y)
         del y, h_omega
-        log.info("reduce pass 1 (TSQR): row block %d / %d", i + 1, len(blocks))
+        log.info("reduce pass 1: row block %d / %d", i + 1, len(blocks))
     if after_pass1 is not None:
         after_pass1()
+    if cholesky:
+        r_factor = _cholesky_qr2(source, blocks, gram)
     eigenvalues, basis_map = _core(spec, r_factor, source.read("Z"), source.read("PhiY"))
     result = Reduction(eigenvalues, basis_map, probes=q)
     if on_eigenvector_rows is None and not q:
@@ -389,8 +434,8 @@ def decompose(
             passes,
         )
     sketch = measure_sketch(spec, apply, dtype=dtype, device=device)
-    result = reduce_sketch(sketch)
-    eigenvectors = (sketch.read("Y") @ result.basis_map).to(dtype)
+    eigenvectors = torch.empty(dim, k, dtype=dtype)
+    result = reduce_sketch(sketch, on_eigenvector_rows=lambda rows, w: eigenvectors[rows].copy_(w))
     eigenvalues = result.eigenvalues.to(dtype)
     certificate = None
     if certify:

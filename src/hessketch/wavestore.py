@@ -97,9 +97,8 @@ def create_wave_store(
         hashers = {block.start: hashlib.sha256() for block in spec.blocks()}
         for start in range(0, spec.dim, TALL_ROW_CHUNK):
             rows = slice(start, min(start + TALL_ROW_CHUNK, spec.dim))
-            data = np.asarray(group["V"][rows], dtype=np.float32)
-            for block in spec.blocks():
-                part = np.ascontiguousarray(data[:, block.start : block.stop])
+            for block in spec.blocks():  # one chunk at a time
+                part = np.ascontiguousarray(group["V"][rows, block.start : block.stop], np.float32)
                 if not np.isfinite(part).all():
                     raise SketchStoreError(
                         f"{path}: V has unwritten or non-finite entries in rows "

@@ -53,6 +53,6 @@ if ONE_PASS:
             "../../envs/hessketch.yaml"
         resources:
             mem_mb=mem_mb_reduce,
-            runtime=runtime_minutes(60),
+            runtime=runtime_reduce,
         script:
             "../scripts/reduce_sketch.py"

@@ -37,7 +37,7 @@ if ONE_PASS:
             "../../envs/hessketch.yaml"
         resources:
             mem_mb=mem_mb_wave,
-            runtime=runtime_minutes(30),
+            runtime=runtime_wave,
         params:
             pairs=config["certificate"]["pairs"],
             block_size=config["sketch"]["block_size"],
@@ -59,7 +59,7 @@ if ONE_PASS:
             "../../envs/hessketch.yaml"
         resources:
             mem_mb=mem_mb_wave,
-            runtime=runtime_minutes(30),
+            runtime=runtime_wave,
         params:
             tolerance=config["certificate"]["tolerance"],
         script:
@@ -82,7 +82,7 @@ else:
             "../../envs/hessketch.yaml"
         resources:
             mem_mb=mem_mb_wave,
-            runtime=runtime_minutes(60),
+            runtime=runtime_wave,
         params:
             sketch=krylov_params(),
             stores=earlier_waves,
@@ -107,7 +107,7 @@ else:
             "../../envs/hessketch.yaml"
         resources:
             mem_mb=mem_mb_wave,
-            runtime=runtime_minutes(60),
+            runtime=runtime_wave,
         params:
             stores=all_waves,
             receipts=receipts_by_wave,
