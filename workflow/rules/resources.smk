@@ -61,13 +61,13 @@ def reduction_row_block(dim, k, q):
 
 
 def mem_mb_reduce(wildcards, attempt):
-    """reduce_sketch holds about five float64 copies of a row block of Y (pass 1: the block, the
-    previous one, torch.cat and the QR's copy; pass 2: the block, W = Y B and the previous W),
-    plus s×s matrices in the core; nothing grows with D (the probes are regenerated per block).
+    """reduce_sketch holds a few float64 copies of a row block of Y and HOmega (the block, its
+    QR, W = Y B) plus s×s matrices in the core; nothing grows with D (the probes are
+    regenerated per block). Row blocks shrink with k (hessketch.store.reduction_row_block).
 
-    Measured peak RSS (row block 65,536): k = 500: 1.35–1.69 GB at D = 0.26, 1, 2, 4 M;
-    k = 1000: 2.7 GB; k = 1500 (s = 3000): 3.7 GB; k = 1500, row block 16,384: 1.5 GB. The
-    model, 500 MB + 40·rows·(k + q) + 32·s² bytes, is 6–21 % above every measurement.
+    Measured peak RSS: k = 500 (65,536 rows): 1.29 GB at D = 4 M; k = 1500, s = 3000 (16,384
+    rows): 1.18 GB at D = 1 M (3.7 GB with 65,536 rows and the QR of the concatenated block,
+    before). The model, 500 MB + 40·rows·(k + q) + 32·s² bytes, is above every measurement.
     """
     dim, k, s, q, block = problem_size()
     rows = reduction_row_block(dim, k, q)
@@ -105,24 +105,19 @@ def krylov_size():
 
 def mem_mb_wave(wildcards, attempt):
     """The wave jobs (create_krylov_wave, create_verification_wave, certify_eigenpairs,
-    reduce_krylov) need the largest of
+    reduce_krylov) stream over row blocks of the stored waves: about 2.5·ROW_BLOCK_BYTES, plus
+    ~24 bytes per row that the process keeps (heap growth with the number of row blocks), plus
+    n×n float64 matrices of the basis (Gram, projection, Cholesky, eigh: 8 of them). Creating a
+    wave store (its start block, its digests) holds one 65,536-row chunk at a time.
 
-    - create_wave_store: wave 0's start block is generated for all D rows in float64 and cast
-      (12·D·block bytes); the V digests read whole column blocks (D×block float32, a byte
-      copy and an isfinite mask: 9·D·block);
-    - the streamed passes over the stored waves: about 2.5·ROW_BLOCK_BYTES, plus ~24 bytes per
-      row that the process keeps (heap growth with the number of row blocks);
-
-    plus n×n float64 matrices of the basis (Gram, projection, Cholesky, eigh: 8 of them).
-
-    Measured peak RSS (4 waves of 100, k = 200): create_krylov_wave 1.17, 1.54, 2.60 GB at
-    D = 1, 2, 4 M (the digest step; its streamed passes stay under 0.93 GB); reduce_krylov
-    0.70, 0.81, 0.91 GB; n = 1000 and 2000 (2 waves): 1.0–1.2 GB at D = 0.26 and 0.13 M.
+    Measured peak RSS (4 waves of 100, k = 200, D = 4 M): create_krylov_wave 0.77 GB (2.60 GB
+    before the start block and the digests went chunk by chunk), reduce_krylov 0.91 GB;
+    n = 1000 and 2000 (2 waves): 1.0–1.2 GB at D = 0.26 and 0.13 M.
     """
     dim, k, s, q, block = problem_size()
     width, n = krylov_size()
     streamed = 2.5 * ROW_BLOCK_BYTES + 24 * dim
-    return _mb(max(12 * dim * min(block, width), streamed) + 64 * n * n, attempt, base=500)
+    return _mb(streamed + 64 * n * n, attempt, base=500)
 
 
 def runtime_minutes(base):
