@@ -153,13 +153,18 @@ class _OutOfCore:
         return self._sketch.read(name, rows)
 
 
-@pytest.mark.parametrize("case", ["exponential", "polynomial"])
-def test_cholesky_qr2_matches_householder_tsqr(case: str) -> None:
-    """In memory the reduction factors Y by CholeskyQR2 (in row blocks of 64 here, like the
+@pytest.mark.parametrize("case", ["exponential", "polynomial", "flat"])
+def test_cholesky_qr_matches_householder_tsqr(case: str) -> None:
+    """In memory the reduction factors Y by Cholesky QR (in row blocks of 64 here, like the
     out-of-core TSQR); both give the same eigenpairs to round-off. κ(Y) is 9.0e4
-    ('polynomial', k = 30) and 2.6e4 ('exponential', k = 40); tolerance 1e-9 relative."""
-    k, s, _, _ = CASES[case]
-    a, _ = matrix(spectrum(case))
+    ('polynomial', k = 30) and 2.6e4 ('exponential', k = 40): CholeskyQR2; 'flat' (|λ| in
+    [1, 2], k = 20) has κ(Y) < 1e3: one Cholesky QR. Tolerance 1e-9 relative."""
+    if case == "flat":
+        k, s = 20, 40
+        a, _ = matrix(torch.linspace(2, 1, D, dtype=torch.float64) * signs(D))
+    else:
+        k, s, _, _ = CASES[case]
+        a, _ = matrix(spectrum(case))
     spec = SketchSpec(dim=D, k=k, s=s, seed=3, probes=0)
     sketch = measure_sketch(spec, lambda v: a @ v, dtype=torch.float64)
     sketch.row_block = 64

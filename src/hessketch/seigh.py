@@ -3,7 +3,7 @@
 The reduction streams over row blocks of ``Y`` and never holds a ``D×k`` matrix:
 
 1. pass 1: tall-skinny QR of ``Y`` (sequential Householder TSQR in float64; in memory,
-   CholeskyQR2 when ``Y`` is well enough conditioned) gives ``R``; from its SVD
+   Cholesky QR, once or twice, when ``Y`` is well enough conditioned) gives ``R``; from its SVD
    ``R = U Σ Vᵀ`` the orthonormal basis is ``Q = Y M`` with ``M = V Σ⁻¹`` (``k×k``);
 2. ``ΨQ = Z[:, :k] M`` and ``ΦQ = PhiY M`` (no transform of ``Q`` is needed);
 3. core ``C = (ΨQ)⁺ Z ((ΦQ)⁺)ᵀ`` by two least-squares solves, symmetrized, ``eigh``;
@@ -148,15 +148,24 @@ def _tsqr_step(r_factor: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.linalg.qr(torch.cat([r_factor, r_block]), mode="r").R
 
 
-# CholeskyQR2 gives an orthonormal Q to round-off when κ(Y) ≲ u^(-1/2) ≈ 1e8 (Yamamoto et al.
-# 2015); beyond this (a margin below) the Householder TSQR is used.
+# Cholesky QR loses orthogonality as u·κ(Y)²: one pass is kept up to κ = 1e3 (Q orthonormal
+# to ~1e-10), CholeskyQR2 up to κ = 1e6 (orthonormal to round-off, Yamamoto et al. 2015, safe
+# to κ ≈ u^(-1/2) ≈ 1e8); beyond, the Householder TSQR.
+_CHOLESKY_ONE_PASS_MAX_CONDITION = 1e3
 _CHOLESKY_MAX_CONDITION = 1e6
 
 
-def _cholesky_qr2(source: SketchSource, blocks: list[slice], gram: torch.Tensor) -> torch.Tensor:
-    """``R`` of ``Y`` by CholeskyQR2 from ``gram = YᵀY``; Householder TSQR if ill-conditioned."""
+def _cholesky_qr(source: SketchSource, blocks: list[slice], gram: torch.Tensor) -> torch.Tensor:
+    """``R`` of ``Y`` from ``gram = YᵀY`` (see the thresholds above).
+
+    Cholesky QR, repeated once if ``κ(Y) > 1e3``; the Householder TSQR if ``κ(Y) > 1e6``.
+    """
     eigenvalues = torch.linalg.eigvalsh(gram)
     top = float(eigenvalues[-1])
+    if top > 0 and float(eigenvalues[0]) > top / _CHOLESKY_ONE_PASS_MAX_CONDITION**2:
+        chol, info = torch.linalg.cholesky_ex(gram)
+        if int(info) == 0:
+            return chol.T
     if top > 0 and float(eigenvalues[0]) > top / _CHOLESKY_MAX_CONDITION**2:
         r1 = torch.linalg.cholesky(gram).T
         # Y R1⁻¹ by a GEMM with the inverse (error ~u·κ(R1), far below what CholeskyQR2 fixes)
@@ -223,8 +232,8 @@ def reduce_sketch(
     """
     spec = source.spec
     q = spec.probes
-    # In memory, rereading Y is free: CholeskyQR2 (two Gram passes, GEMM speed) replaces the
-    # Householder TSQR unless Y is too ill-conditioned for it. Out of core, one pass: TSQR.
+    # In memory, rereading Y is free: Cholesky QR (one or two Gram passes, GEMM speed) replaces
+    # the Householder TSQR unless Y is too ill-conditioned for it. Out of core, one pass: TSQR.
     cholesky = bool(getattr(source, "in_memory", False))
     r_factor = torch.zeros(0, spec.k, dtype=torch.float64)
     gram = torch.zeros(spec.k, spec.k, dtype=torch.float64)
@@ -254,7 +263,7 @@ def reduce_sketch(
     if after_pass1 is not None:
         after_pass1()
     if cholesky:
-        r_factor = _cholesky_qr2(source, blocks, gram)
+        r_factor = _cholesky_qr(source, blocks, gram)
     eigenvalues, basis_map = _core(spec, r_factor, source.read("Z"), source.read("PhiY"))
     result = Reduction(eigenvalues, basis_map, probes=q)
     if on_eigenvector_rows is None and not q:
