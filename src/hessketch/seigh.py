@@ -406,7 +406,8 @@ def decompose(
         device: device of the products; default the tensor's device, CPU for callables.
         block_size: vectors per product with ``op``.
         width: products per Krylov wave (``passes > 1``), ``1 <= width <= s``; default ``s``.
-        probes: Gaussian probes of the one-pass sketch, for the product-free checks.
+        probes: Gaussian probes of the one-pass sketch, for the product-free checks (none
+            are measured when ``certify`` is false).
         certify: compute the certificate (for ``passes=1`` this costs ``k`` products).
         tolerance: largest backward error of a certified pair.
 
@@ -423,7 +424,7 @@ def decompose(
         seed=seed,
         test_matrix=test_matrix,
         block_size=block_size,
-        probes=probes if passes == 1 else 0,
+        probes=probes if passes == 1 and certify else 0,
     )
     if passes > 1:
         width = spec.s if width is None else width
