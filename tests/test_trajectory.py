@@ -8,8 +8,10 @@ import h5py
 import pytest
 import torch
 
-from hessketch.errors import TrajectoryError
+from hessketch.errors import NumericalError, TrajectoryError
+from hessketch.hessian import HessianOperator, dense_matrix
 from hessketch.models import build_model, flatten_params
+from hessketch.pipeline.exact import refuse_degenerate
 from hessketch.training import SGDConfig, train_sgd
 from hessketch.trajectory import Trajectory, param_hash, write_trajectory
 
@@ -67,3 +69,42 @@ def test_training_is_reproducible_and_records_the_right_steps() -> None:
     assert all(param_hash(recorded[s]) == param_hash(recorded2[s]) for s in recorded)
     assert [r["step"] for r in rows] == [0, 10, 20]
     assert not torch.equal(recorded[7], recorded[20])
+
+
+def test_diverged_training_fails_at_once_naming_the_step() -> None:
+    """With lr 1e38 the parameters overflow within the first updates: training stops with the
+    update named, and no non-finite parameters are ever recorded. (lr 1e6 saturates the
+    network with finite parameters and loss; its zero Hessian is refused below.)"""
+    lr = 1e38
+    cfg = SGDConfig(lr=lr, batch_size=8, steps=50, seed=3, record_steps=tuple(range(51)))
+    recorded: dict[int, torch.Tensor] = {}
+    torch.manual_seed(cfg.seed)
+    with pytest.raises(
+        NumericalError,
+        match=r"training diverged: the (mini-batch loss of update|parameters at step) \d+",
+    ):
+        train_sgd(
+            build_model(MODEL),
+            toy_data(40, 0),
+            toy_data(20, 1),
+            cfg,
+            on_record=recorded.__setitem__,
+        )
+    assert recorded and all(bool(torch.isfinite(p).all()) for p in recorded.values())
+
+
+def test_zero_hessian_is_refused() -> None:
+    """A saturated network (the initial parameters ×1e6, as after a diverged run) has an
+    exactly zero float64 Hessian: the exact stage's check refuses it, naming what, instead of
+    decomposing it into overlaps of 0; a non-finite one is refused too."""
+    torch.manual_seed(0)
+    flat = flatten_params(build_model(MODEL)).double() * 1e6
+    x, y = toy_data(20, 0)
+    op = HessianOperator(build_model(MODEL).double(), flat, x.double(), y, dtype=torch.float64)
+    matrix = dense_matrix(op)
+    assert not matrix.any()
+    with pytest.raises(NumericalError, match="the Hessian at step 7 is exactly zero"):
+        refuse_degenerate(matrix, "the Hessian at step 7")
+    matrix[3, 3] = float("nan")
+    with pytest.raises(NumericalError, match="has non-finite entries"):
+        refuse_degenerate(matrix, "the Hessian at step 7")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from hessketch.errors import NumericalError
 from hessketch.models import flatten_params
 
 __all__ = ["SGDConfig", "evaluate", "train_sgd"]
@@ -63,6 +64,10 @@ def train_sgd(
     Returns:
         One row per evaluation (every ``cfg.eval_every`` steps and at the last step):
         step, train/test loss and accuracy on the full splits, elapsed seconds.
+
+    Raises:
+        NumericalError: at once, naming the step, if a mini-batch loss or the parameters of a
+            recorded step are not finite (diverged training).
     """
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -77,7 +82,13 @@ def train_sgd(
     start = time.perf_counter()
     for step in range(cfg.steps + 1):
         if step in record:
-            on_record(step, flatten_params(model).cpu())
+            flat = flatten_params(model).cpu()
+            if not bool(torch.isfinite(flat).all()):
+                raise NumericalError(
+                    f"training diverged: the parameters at step {step} are not finite "
+                    f"(lr {cfg.lr:g}); nothing was recorded from this step on"
+                )
+            on_record(step, flat)
         if step % cfg.eval_every == 0 or step == cfg.steps:
             tr_loss, tr_acc = evaluate(model, x_train, y_train)
             te_loss, te_acc = evaluate(model, x_test, y_test)
@@ -110,6 +121,12 @@ def train_sgd(
         cursor += cfg.batch_size
         model.train()
         opt.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x_train[idx]), y_train[idx]).backward()
+        loss = nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
+        if not bool(torch.isfinite(loss)):
+            raise NumericalError(
+                f"training diverged: the mini-batch loss of update {step + 1} (from step "
+                f"{step}) is {float(loss.detach())} (lr {cfg.lr:g})"
+            )
+        loss.backward()
         opt.step()
     return rows

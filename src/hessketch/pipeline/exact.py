@@ -8,14 +8,25 @@ from pathlib import Path
 
 import torch
 
-from hessketch.errors import HessketchError
+from hessketch.errors import HessketchError, NumericalError
 from hessketch.hessian import dense_matrix
 from hessketch.pipeline.common import EigenpairWriter
 from hessketch.pipeline.hessian_at_step import HessianSpec, hessian_at_step
 
-__all__ = ["exact_eigenpairs"]
+__all__ = ["exact_eigenpairs", "refuse_degenerate"]
 
 log = logging.getLogger(__name__)
+
+
+def refuse_degenerate(matrix: torch.Tensor, what: str) -> None:
+    """:class:`NumericalError` if a dense Hessian has non-finite entries or is exactly zero."""
+    if not bool(torch.isfinite(matrix).all()):
+        raise NumericalError(f"{what} has non-finite entries")
+    if not bool(matrix.any()):
+        raise NumericalError(
+            f"{what} is exactly zero (saturated or diverged network?): there is nothing to "
+            "decompose"
+        )
 
 
 def exact_eigenpairs(
@@ -47,6 +58,7 @@ def exact_eigenpairs(
         op.dim,
         op.dim,
     )
+    refuse_degenerate(matrix, f"the Hessian at step {step}")
     eigenvalues, eigenvectors = torch.linalg.eigh(matrix)
     del matrix
     order = torch.argsort(eigenvalues.abs(), descending=True, stable=True)
