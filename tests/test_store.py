@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +17,12 @@ from idx_files import write_fake_mnist
 
 from hessketch.errors import SketchStoreError
 from hessketch.models import build_model, flatten_params
+from hessketch.pipeline.common import EigenpairWriter, read_eigenpairs
 from hessketch.pipeline.hessian_at_step import HessianSpec
 from hessketch.pipeline.measure import create_sketch_store, measure_sketch_shard
 from hessketch.pipeline.reduce import reduce_sketch_store
+from hessketch.sketch import SketchSpec
+from hessketch.store import ZarrSketch, create_store
 from hessketch.trajectory import write_trajectory
 
 MODEL = {"name": "mlp", "widths": [64, 8, 10]}
@@ -184,3 +188,55 @@ def test_shard_killed_midway_then_rerun_is_bit_identical(trajectory: Path, tmp_p
         reduce(store, [receipt], tmp_path / "r")[0].tobytes()
         == reduce(tmp_path / "ref.zarr", reference, tmp_path / "r0")[0].tobytes()
     )
+
+
+_KILLED_WRITER = """
+import os, signal, sys, torch
+from hessketch.pipeline.common import EigenpairWriter
+from hessketch.store import create_store
+from hessketch.sketch import SketchSpec
+path = sys.argv[1]
+if path.endswith(".h5"):
+    writer = EigenpairWriter(path, 500, 4, {"method": "test"})
+    writer.write_rows(slice(0, 500), torch.ones(500, 4))
+else:  # a store whose creation is killed midway: its attributes are never written
+    import uuid
+    real, calls = uuid.uuid4, []
+    def uuid4():  # the first call names the temporary, the second (store_id) never returns
+        calls.append(1)
+        return real() if len(calls) == 1 else os.kill(os.getpid(), signal.SIGKILL)
+    uuid.uuid4 = uuid4
+    create_store(path, SketchSpec(dim=500, k=4, s=8), {"param_hash": "x"})
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("name", ["eigenpairs.h5", "sketch.zarr"])
+def test_temporaries_of_a_killed_writer_are_removed_by_the_next(tmp_path: Path, name: str) -> None:
+    """A writer killed by SIGKILL leaves its temporary (nothing can run in the process); the
+    next writer of the same output removes it, so nothing fills the disk and nothing partial
+    is ever at the output's path."""
+    path = tmp_path / name
+    run = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(path)], check=False)
+    assert run.returncode == -signal.SIGKILL
+    assert not path.exists()
+    assert len(list(tmp_path.glob(f".{name}.*.tmp"))) == 1
+    if name.endswith(".h5"):
+        with EigenpairWriter(path, 500, 4, {"method": "test"}) as writer:
+            writer.write_rows(slice(0, 500), torch.zeros(500, 4))
+            writer.close(torch.arange(4.0))
+        assert read_eigenpairs(path)[0].tolist() == [0.0, 1.0, 2.0, 3.0]
+    else:
+        create_store(path, SketchSpec(dim=500, k=4, s=8), {"param_hash": "x"})
+        assert ZarrSketch.open(path).spec.dim == 500
+    assert list(tmp_path.glob(f".{name}.*.tmp")) == []
+
+
+def test_a_failing_eigenpair_writer_leaves_no_temporary(tmp_path: Path) -> None:
+    """An error inside the writer (here: rows of the wrong width) removes the temporary and
+    leaves nothing at the path."""
+    path = tmp_path / "eigenpairs.h5"
+    with pytest.raises((TypeError, ValueError)), EigenpairWriter(path, 50, 2, {"m": 1}) as writer:
+        writer.write_rows(slice(0, 50), torch.ones(50, 3))
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []

@@ -14,8 +14,10 @@ exactly once and belong to this store; the reduction re-hashes the data while it
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -34,10 +36,13 @@ __all__ = [
     "ZarrSketch",
     "column_digest",
     "create_store",
+    "fresh_temporary",
     "reduction_row_block",
     "verify_receipts",
     "write_json_atomic",
 ]
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 ARRAYS = ("Y", "Z", "PhiY", "HOmega")
@@ -84,6 +89,22 @@ def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def fresh_temporary(path: Path) -> Path:
+    """A new temporary sibling of ``path`` (``.<name>.<uuid>.tmp``) to build it under.
+
+    Temporaries that earlier writers of ``path`` left behind are removed first: a job killed
+    by a signal cannot clean up after itself, and its partial file would otherwise fill the
+    disk. Only one writer of an output runs at a time (the workflow locks its outputs).
+    """
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        log.warning("removing %s, left by an interrupted writer of %s", stale, path.name)
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+
+
 def create_store(path: str | Path, spec: SketchSpec, provenance: dict[str, Any]) -> None:
     """Create an empty (all-NaN) sketch store at ``path``, replacing any previous one.
 
@@ -91,29 +112,34 @@ def create_store(path: str | Path, spec: SketchSpec, provenance: dict[str, Any])
     leaves a half-initialized store at ``path``.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    group = zarr.open_group(str(tmp), mode="w")
-    for name, shape in _shapes(spec).items():
-        rows = min(shape[0], TALL_ROW_CHUNK) if name in ("Y", "HOmega") else shape[0]
-        group.create_array(
-            name,
-            shape=shape,
-            chunks=(max(rows, 1), spec.block_size),
-            dtype="float32",
-            fill_value=float("nan"),
-            compressors=None,  # float noise does not compress; skip the CPU cost
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = fresh_temporary(path)
+    try:
+        group = zarr.open_group(str(tmp), mode="w")
+        for name, shape in _shapes(spec).items():
+            rows = min(shape[0], TALL_ROW_CHUNK) if name in ("Y", "HOmega") else shape[0]
+            group.create_array(
+                name,
+                shape=shape,
+                chunks=(max(rows, 1), spec.block_size),
+                dtype="float32",
+                fill_value=float("nan"),
+                compressors=None,  # float noise does not compress; skip the CPU cost
+            )
+        group.attrs.update(
+            {
+                "format_version": FORMAT_VERSION,
+                "spec": spec.to_dict(),
+                "provenance": provenance,
+                "store_id": uuid.uuid4().hex,
+            }
         )
-    group.attrs.update(
-        {
-            "format_version": FORMAT_VERSION,
-            "spec": spec.to_dict(),
-            "provenance": provenance,
-            "store_id": uuid.uuid4().hex,
-        }
-    )
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclass

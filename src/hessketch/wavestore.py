@@ -29,7 +29,7 @@ import zarr
 
 from hessketch.errors import SketchStoreError
 from hessketch.sketch import Block
-from hessketch.store import TALL_ROW_CHUNK, column_digest
+from hessketch.store import TALL_ROW_CHUNK, column_digest, fresh_temporary
 
 __all__ = ["WaveSpec", "WaveStore", "ZarrBasis", "create_wave_store"]
 
@@ -75,7 +75,8 @@ def create_wave_store(
         SketchStoreError: if ``fill`` wrote non-finite values or left entries unwritten.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = fresh_temporary(path)
     try:
         group = zarr.open_group(str(tmp), mode="w")
         for name in ("V", "HV"):

@@ -19,6 +19,7 @@ import torch
 
 from hessketch.data import balanced_indices, default_root, load_idx_split
 from hessketch.errors import DataError, HessketchError
+from hessketch.store import fresh_temporary
 
 __all__ = [
     "DataSpec",
@@ -32,6 +33,8 @@ __all__ = [
     "setup_logging",
     "write_table",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def setup_logging(log_path: str | Path | None = None) -> None:
@@ -184,7 +187,7 @@ class EigenpairWriter:
     def __init__(self, path: str | Path, dim: int, k: int, attrs: dict[str, Any]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
+        self._tmp = fresh_temporary(self.path)
         self._file = h5py.File(self._tmp, "w")
         self._vectors = self._file.create_dataset(
             "eigenvectors",
@@ -212,8 +215,12 @@ class EigenpairWriter:
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         if exc_type is not None:
-            self._file.close()
-            self._tmp.unlink(missing_ok=True)
+            try:  # closing may fail again (a full disk): the temporary goes all the same
+                self._file.close()
+            except Exception as err:  # the original error is the one raised
+                log.warning("closing %s after an error failed too: %s", self._tmp, err)
+            finally:
+                self._tmp.unlink(missing_ok=True)
 
 
 def read_eigenpairs(
