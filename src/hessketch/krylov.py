@@ -69,6 +69,10 @@ class Basis(Protocol):
         """Rows of ``V`` or ``HV`` of all waves side by side (float64 or the stored dtype)."""
         ...
 
+    def wave_columns(self, wave: int, name: str, rows: slice) -> torch.Tensor:
+        """Rows of ``V`` or ``HV`` of one wave, in the dtype of :meth:`columns`."""
+        ...
+
 
 class InMemoryBasis:
     """A :class:`Basis` held in memory, in one preallocated ``(dim, capacity)`` pair of arrays.
@@ -108,6 +112,11 @@ class InMemoryBasis:
         """See :class:`Basis`: a view in the stored dtype."""
         return self.arrays[name][rows, : sum(self._widths)]
 
+    def wave_columns(self, wave: int, name: str, rows: slice) -> torch.Tensor:
+        """See :class:`Basis`: a view in the stored dtype."""
+        a = sum(self._widths[:wave])
+        return self.arrays[name][rows, a : a + self._widths[wave]]
+
 
 @dataclass
 class RitzResult:
@@ -146,13 +155,9 @@ def _f64(basis: Basis, name: str, rows: slice) -> torch.Tensor:
     return basis.columns(name, rows).to(torch.float64)
 
 
-def _last_images(basis: Basis, rows: slice, dtype: torch.dtype) -> torch.Tensor:
+def _last_images(basis: Basis, rows: slice) -> torch.Tensor:
     """``HV`` of the last wave only (the earlier waves' images are not needed)."""
-    widths = basis.widths()
-    if isinstance(basis, InMemoryBasis):  # a view, no copy
-        n = sum(widths)
-        return basis.columns("HV", rows)[:, n - widths[-1] :]
-    return basis.read(len(widths) - 1, "HV", rows).to(dtype)
+    return basis.wave_columns(len(basis.widths()) - 1, "HV", rows)
 
 
 def _cholesky(gram: torch.Tensor, what: str) -> torch.Tensor:
@@ -202,7 +207,7 @@ def plan_next_block(basis: Basis, *, budget: int = ROW_BLOCK_BYTES) -> BlockPlan
     col_sq = torch.zeros(b, dtype=torch.float64)
     for rows in blocks:
         v = basis.columns("V", rows)
-        w = _last_images(basis, rows, v.dtype)
+        w = _last_images(basis, rows)
         gram0 += (v[:, :b0].T @ v[:, :b0]).to(torch.float64)
         coef += (v.T @ w).to(torch.float64)
         col_sq += w.to(torch.float64).square().sum(0)
@@ -212,13 +217,13 @@ def plan_next_block(basis: Basis, *, budget: int = ROW_BLOCK_BYTES) -> BlockPlan
     again = torch.zeros(n, b, dtype=torch.float64)
     for rows in blocks:
         v = basis.columns("V", rows)
-        w = _last_images(basis, rows, v.dtype)
+        w = _last_images(basis, rows)
         again += (v.T @ (w - v @ coef.to(v.dtype))).to(torch.float64)
     coef += torch.cholesky_solve(again, chol)
     r_factor = torch.zeros(0, b, dtype=torch.float64)
     for rows in blocks:
         v = basis.columns("V", rows)
-        w = _last_images(basis, rows, v.dtype)
+        w = _last_images(basis, rows)
         rest = (w - v @ coef.to(v.dtype)).to(torch.float64)
         r_factor = torch.linalg.qr(torch.cat([r_factor, rest]), mode="r").R
     _, sigma, vh = torch.linalg.svd(r_factor)
@@ -240,7 +245,7 @@ def write_next_block(
     n, b = sum(widths), widths[-1]
     for rows in _blocks(basis, n + b, budget):
         v = basis.columns("V", rows)
-        w = _last_images(basis, rows, v.dtype)
+        w = _last_images(basis, rows)
         rest = w - v @ plan.coef.to(v.dtype)
         write(rows, rest @ plan.transform.to(v.dtype))
 

@@ -243,10 +243,14 @@ def reduce_sketch(
     for i, rows in enumerate(blocks):
         y = source.read("Y", rows)
         h_omega = source.read("HOmega", rows) if q else None
-        # a non-finite entry makes its column's squared norm non-finite (no overflow: the
-        # float64 square of a float32 value is finite)
-        block_gram = y.T @ y
-        if not bool(torch.isfinite(block_gram.diagonal()).all()):
+        if cholesky:
+            # a non-finite entry makes its column's squared norm non-finite (no overflow: the
+            # float64 square of a float32 value is finite): the Gram is the finiteness check
+            block_gram = y.T @ y
+            finite = bool(torch.isfinite(block_gram.diagonal()).all())
+        else:
+            finite = bool(torch.isfinite(y).all())
+        if not finite:
             raise NumericalError(f"Y has non-finite values in rows [{rows.start}, {rows.stop})")
         if on_y_rows is not None:
             on_y_rows(rows, y, h_omega)

@@ -14,6 +14,7 @@ exactly once and belong to this store; the reduction re-hashes the data while it
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -21,6 +22,7 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from hessketch.sketch import Block, SketchSpec
 
 __all__ = [
     "ZarrSketch",
+    "built_in_place",
     "column_digest",
     "create_store",
     "fresh_temporary",
@@ -105,16 +108,32 @@ def fresh_temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
 
 
+@contextlib.contextmanager
+def built_in_place(path: Path) -> Iterator[Path]:
+    """Yield a fresh temporary directory to build ``path`` in.
+
+    On success it replaces ``path`` in one rename; on failure it is removed, so a reader never
+    sees a half-built store.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = fresh_temporary(path)
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def create_store(path: str | Path, spec: SketchSpec, provenance: dict[str, Any]) -> None:
     """Create an empty (all-NaN) sketch store at ``path``, replacing any previous one.
 
     The store is built under a temporary name and renamed into place, so a crash never
     leaves a half-initialized store at ``path``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = fresh_temporary(path)
-    try:
+    with built_in_place(Path(path)) as tmp:
         group = zarr.open_group(str(tmp), mode="w")
         for name, shape in _shapes(spec).items():
             rows = min(shape[0], TALL_ROW_CHUNK) if name in ("Y", "HOmega") else shape[0]
@@ -134,12 +153,6 @@ def create_store(path: str | Path, spec: SketchSpec, provenance: dict[str, Any])
                 "store_id": uuid.uuid4().hex,
             }
         )
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclass

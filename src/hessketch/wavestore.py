@@ -15,8 +15,6 @@ Receipts are those of :mod:`hessketch.store` (:func:`~hessketch.store.verify_rec
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,7 +27,7 @@ import zarr
 
 from hessketch.errors import SketchStoreError
 from hessketch.sketch import Block
-from hessketch.store import TALL_ROW_CHUNK, column_digest, fresh_temporary
+from hessketch.store import TALL_ROW_CHUNK, built_in_place, column_digest
 
 __all__ = ["WaveSpec", "WaveStore", "ZarrBasis", "create_wave_store"]
 
@@ -75,9 +73,7 @@ def create_wave_store(
         SketchStoreError: if ``fill`` wrote non-finite values or left entries unwritten.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = fresh_temporary(path)
-    try:
+    with built_in_place(path) as tmp:
         group = zarr.open_group(str(tmp), mode="w")
         for name in ("V", "HV"):
             group.create_array(
@@ -118,12 +114,6 @@ def create_wave_store(
                 **(attrs or {}),
             }
         )
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclass
@@ -256,6 +246,10 @@ class ZarrBasis:
     def columns(self, name: str, rows: slice) -> torch.Tensor:
         """See :class:`hessketch.krylov.Basis` (float64)."""
         return torch.cat([self.read(j, name, rows) for j in range(len(self.stores))], dim=1)
+
+    def wave_columns(self, wave: int, name: str, rows: slice) -> torch.Tensor:
+        """See :class:`hessketch.krylov.Basis` (float64, as :meth:`read`)."""
+        return self.read(wave, name, rows)
 
     def read(self, wave: int, name: str, rows: slice) -> torch.Tensor:
         """See :class:`hessketch.krylov.Basis`; non-finite values are an error."""
