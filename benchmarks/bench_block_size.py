@@ -5,8 +5,9 @@ Usage: .venv-bench/bin/python benchmarks/bench_block_size.py [--step 100] [--rep
 
 On the eigensolver benchmark's mlp16 operator (trained parameters cached in benchmarks/out):
 ``hessketch.decompose(op, D, 355, 710, certify=False, block_size=b)`` (710 products plus 10
-probes) for each block size ``b``, then skerch 1.2 ``seigh`` (Rademacher, ``hmt``, 710
-products), all in one process with 2 threads; medians and minima of ``--repeats`` runs.
+probes) for each block size ``b``, and skerch 1.2 ``seigh`` (Rademacher, ``hmt``, 710
+products), all in one process with 2 threads, interleaved round by round; medians and minima
+of ``--repeats`` rounds.
 """
 
 from __future__ import annotations
@@ -39,31 +40,33 @@ def main() -> None:
     problem = PROBLEMS["mlp16"]
     op = hessian_operator(problem, trained_params(HERE / "out", problem)[args.step])
 
-    def timed(run) -> str:
-        times = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
-        return f"median {statistics.median(times):.3f} s, min {min(times):.3f} s"
-
-    for block in args.blocks:
-        result = timed(
+    runs = {
+        f"hessketch block {block}": (
             lambda b=block: hessketch.decompose(op, op.dim, 355, 710, certify=False, block_size=b)
         )
-        print(f"hessketch block {block}: {result}", flush=True)
-    result = timed(
-        lambda: skerch_seigh(
-            op,
-            "cpu",
-            torch.float32,
-            355,
-            seed=12345,
-            noise_type="rademacher",
-            recovery_type="hmt",
-        )
+        for block in args.blocks
+    }
+    runs["skerch"] = lambda: skerch_seigh(
+        op,
+        "cpu",
+        torch.float32,
+        355,
+        seed=12345,
+        noise_type="rademacher",
+        recovery_type="hmt",
     )
-    print(f"skerch: {result}", flush=True)
+    # interleaved (one run of each per round) so that drift in the machine's load hits all alike
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    for name, values in times.items():
+        print(
+            f"{name}: median {statistics.median(values):.3f} s, min {min(values):.3f} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
