@@ -130,8 +130,30 @@ def test_store_of_other_parameters_is_refused(trajectory: Path, tmp_path: Path) 
     create_sketch_store(
         trajectory_path=trajectory, step=5, hessian=HESSIAN, sketch=SKETCH, store_path=store
     )
-    with pytest.raises(SketchStoreError, match="the store is stale"):
+    with pytest.raises(SketchStoreError, match="it is stale"):
         shard(trajectory, store, "1-of-1", tmp_path / "r.json")
+
+
+def test_data_rewritten_in_place_is_refused_by_the_next_shard(tmp_path: Path) -> None:
+    """Issue: regenerated IDX files under the same root mixed two Hessian sets in one sketch."""
+    root = write_fake_mnist(tmp_path / "data", n_train=100, n_test=50)
+    torch.manual_seed(1)
+    theta = flatten_params(build_model(MODEL))
+    traj = tmp_path / "trajectory.h5"
+    meta = {"model": MODEL, "data": {"dataset": "mnist", "root": str(root), "image_size": 8}}
+    write_trajectory(traj, [0], [theta], meta)
+    store = tmp_path / "s.zarr"
+    create_sketch_store(
+        trajectory_path=traj, step=0, hessian=HESSIAN, sketch=SKETCH, store_path=store
+    )
+    shard(traj, store, "1-of-2", tmp_path / "r1.json")
+    before = arrays(store)
+    write_fake_mnist(root, n_train=100, n_test=50, seed=1)  # same files, same labels, new pixels
+    with pytest.raises(SketchStoreError, match=r"data files changed.*--forcerun train_model"):
+        shard(traj, store, "2-of-2", tmp_path / "r2.json")
+    assert not (tmp_path / "r2.json").exists()
+    after = arrays(store)
+    assert all(np.array_equal(before[n], after[n], equal_nan=True) for n in before)
 
 
 def test_missing_or_malformed_store(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -242,6 +243,19 @@ def test_rerun_behaviour(tiny_run: tuple[Path, dict]) -> None:
     jobs = planned_jobs(snakemake(workdir, "-n", config=longer))
     assert jobs["train_model"] == 1 and jobs["exact_hessian"] == len(config["exact"]["steps"])
     assert jobs["measure_sketch_shard"] == steps * config["sketch"]["shards"]
+    # the HVP mini-batch size is a machine setting: it reruns nothing
+    rebatched = with_changes(config, hessian={"batch_size": 7})
+    assert planned_jobs(snakemake(workdir, "-n", config=rebatched)) == {}
+    # data rewritten in place (same file names): everything it feeds is planned again
+    data = Path(config["data"]["root"])
+    times = {f: (f.stat().st_atime_ns, f.stat().st_mtime_ns) for f in data.iterdir()}
+    write_fake_mnist(data, seed=1)
+    jobs = planned_jobs(snakemake(workdir, "-n", config=config))
+    assert jobs["train_model"] == 1 and jobs["create_sketch_store"] == steps
+    assert jobs["exact_hessian"] == len(config["exact"]["steps"])
+    write_fake_mnist(data)  # the original bytes and times back
+    for f, (atime, mtime) in times.items():
+        os.utime(f, ns=(atime, mtime))
     # regenerate every figure and nothing else
     forced = snakemake(workdir, "figures", "--forcerun", *plots, config=config)
     assert planned_jobs(forced) == plots  # the job table of the real run

@@ -83,6 +83,7 @@ class HessianOperator:
         self.dtype = dtype
         self.method = method
         self.max_block = max_block
+        self.batch_size = batch_size
         self.model = model.to(device=self.device, dtype=dtype).eval()
         self.params = params.detach().to(device=self.device, dtype=dtype)
         self.dim = self.params.numel()

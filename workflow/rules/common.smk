@@ -7,6 +7,9 @@ from snakemake.exceptions import WorkflowError
 # even when it is not installed (scripts import it the same way).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from hessketch.data import IDX_FILES, find_idx_file  # noqa: E402
+from hessketch.errors import DataError  # noqa: E402
+from hessketch.pipeline.common import DataSpec  # noqa: E402
 from hessketch.pipeline.config import ConfigError, check_config, record_steps  # noqa: E402
 
 try:
@@ -51,9 +54,28 @@ localrules:
 
 
 def hessian_params():
-    """What defines a Hessian (besides the parameters): its set and how products are taken."""
-    params = {key: config["hessian"][key] for key in ("batch_size", "dtype", "method")}
+    """What defines a Hessian (besides the parameters): its set and how products are taken.
+
+    Not hessian.batch_size: it trades memory for speed only, so it is a resource
+    (``hvp_batch_size``), which a profile may override per rule and which reruns nothing.
+    """
+    params = {key: config["hessian"][key] for key in ("dtype", "method")}
     return {"counts": config["hessian"]["set"], **params}
+
+
+HVP_BATCH_SIZE = config["hessian"]["batch_size"]
+
+
+def data_files(wildcards=None):
+    """The data set's files that exist now, as inputs: changing one reruns what it feeds.
+
+    A missing file is no input: the job that reads it fails naming it, with the fix.
+    """
+    try:
+        root = DataSpec(**config["data"]).resolved_root()
+        return [str(find_idx_file(root, stem)) for stems in IDX_FILES.values() for stem in stems]
+    except DataError:
+        return []
 
 
 def sketch_params():

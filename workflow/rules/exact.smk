@@ -1,6 +1,7 @@
 rule exact_hessian:
     input:
         trajectory=rules.train_model.output.trajectory,
+        data=data_files,
     output:
         eigenpairs=f"{STEP}/method~exact/eigenpairs.h5",
     log:
@@ -11,6 +12,7 @@ rule exact_hessian:
         "../../envs/hessketch.yaml"
     resources:
         mem_mb=mem_mb_exact,
+        hvp_batch_size=HVP_BATCH_SIZE,
         runtime=runtime_minutes(60),
     params:
         hessian=hessian_params(),

@@ -6,6 +6,7 @@ if ONE_PASS:
     rule create_sketch_store:
         input:
             trajectory=rules.train_model.output.trajectory,
+            data=data_files,
         output:
             store=directory(f"{STEP}/sketch.zarr"),
         log:
@@ -32,6 +33,7 @@ if ONE_PASS:
             "../../envs/hessketch.yaml"
         resources:
             mem_mb=mem_mb_measure,
+            hvp_batch_size=HVP_BATCH_SIZE,
             runtime=runtime_minutes(60),
         params:
             hessian=hessian_params(),

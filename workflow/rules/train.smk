@@ -1,4 +1,6 @@
 rule train_model:
+    input:
+        data=data_files,
     output:
         trajectory=f"{RESULTS}/train/trajectory.h5",
         metrics=f"{RESULTS}/train/metrics.tsv",

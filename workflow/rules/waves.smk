@@ -17,6 +17,7 @@ rule measure_wave_shard:
         "../../envs/hessketch.yaml"
     resources:
         mem_mb=mem_mb_measure,
+        hvp_batch_size=HVP_BATCH_SIZE,
         runtime=runtime_minutes(60),
     params:
         hessian=hessian_params(),
@@ -70,6 +71,7 @@ else:
     rule create_krylov_wave:
         input:
             trajectory=rules.train_model.output.trajectory,
+            data=data_files,
             stores=earlier_waves,
             receipts=receipts_of_earlier_waves,
         output:
@@ -84,6 +86,7 @@ else:
             mem_mb=mem_mb_wave,
             runtime=runtime_wave,
         params:
+            hessian=hessian_params(),
             sketch=krylov_params(),
             stores=earlier_waves,
             receipts=receipts_by_earlier_wave,

@@ -1,6 +1,7 @@
 """Adapter: rule create_krylov_wave → hessketch.pipeline.waves.create_krylov_wave."""
 
 from hessketch.pipeline.common import run_stage
+from hessketch.pipeline.hessian_at_step import HessianSpec
 from hessketch.pipeline.waves import create_krylov_wave
 
 run_stage(
@@ -14,4 +15,5 @@ run_stage(
     previous_stores=list(snakemake.params.stores),
     previous_receipts=[list(r) for r in snakemake.params.receipts],
     store_path=snakemake.output.store,
+    hessian=HessianSpec(**snakemake.params.hessian),
 )

@@ -10,7 +10,7 @@ run_stage(
     measure_wave_shard,
     trajectory_path=snakemake.input.trajectory,
     step=int(snakemake.wildcards.step),
-    hessian=HessianSpec(**snakemake.params.hessian),
+    hessian=HessianSpec(**snakemake.params.hessian, batch_size=snakemake.resources.hvp_batch_size),
     store_path=snakemake.input.store,
     scatter_item=snakemake.wildcards.scatteritem,
     receipt_path=snakemake.output.receipt,

@@ -110,7 +110,8 @@ def load_hessian_set(
         counts: points per split, e.g. ``{"train": 500, "test": 500}``.
 
     Returns:
-        Inputs, labels, and a description (data set, counts, a hash of the chosen indices).
+        Inputs, labels, and a description (data set, counts, a hash of the chosen indices and
+        one of the points themselves: inputs as float32, labels as int64).
     """
     xs, ys, index_lists = [], [], {}
     for split, n in counts.items():
@@ -123,12 +124,16 @@ def load_hessian_set(
         index_lists[split] = idx.tolist()
     if not xs:
         raise DataError(f"the Hessian set is empty: counts {counts}")
+    x, y = torch.cat(xs), torch.cat(ys)
+    points = hashlib.sha256(x.to(torch.float32).contiguous().numpy().tobytes())
+    points.update(y.to(torch.int64).contiguous().numpy().tobytes())
     description = {
         "data": data.to_dict(),
         "counts": counts,
         "indices_sha256": _sha256_json(index_lists),
+        "points_sha256": points.hexdigest(),
     }
-    return torch.cat(xs), torch.cat(ys), description
+    return x, y, description
 
 
 def _sha256_json(obj: Any) -> str:

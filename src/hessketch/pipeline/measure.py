@@ -14,10 +14,16 @@ import torch
 from hessketch.errors import SketchStoreError
 from hessketch.hessian import HessianOperator
 from hessketch.pipeline.common import pick_device
-from hessketch.pipeline.hessian_at_step import DTYPES, HessianSpec, hessian_at_step
+from hessketch.pipeline.hessian_at_step import (
+    DTYPES,
+    HessianSpec,
+    check_same_hessian,
+    hessian_at_step,
+    hessian_provenance,
+)
 from hessketch.sketch import Block, SketchSpec, measure_block
 from hessketch.store import ZarrSketch, create_store, write_json_atomic
-from hessketch.trajectory import Trajectory, param_hash
+from hessketch.trajectory import Trajectory
 from hessketch.wavestore import WaveStore
 
 __all__ = [
@@ -57,14 +63,16 @@ def create_sketch_store(
     sketch: dict,
     store_path: str | Path,
 ) -> None:
-    """Create the empty store of one Hessian's sketch, with its provenance."""
-    traj = Trajectory.open(trajectory_path)
-    flat = traj.params(step)
-    spec = SketchSpec(dim=flat.numel(), **sketch)
+    """Create the empty store of one Hessian's sketch, with its provenance.
+
+    The provenance holds the parameter hash and the checksum of the Hessian set's points as
+    read now: every shard compares both with what it reads (no sketch mixes two Hessians).
+    """
+    dim = Trajectory.open(trajectory_path).params(step).numel()
+    spec = SketchSpec(dim=dim, **sketch)
     provenance = {
-        "param_hash": param_hash(flat),
-        "step": step,
-        "hessian": hessian.__dict__,
+        **hessian_provenance(trajectory_path, step, hessian),
+        "hessian": hessian.definition(),
         "trajectory": str(trajectory_path),
         "dtype": hessian.dtype,
     }
@@ -88,14 +96,11 @@ def _operator_for(
     store: ZarrSketch | WaveStore,
     dev: torch.device,
 ) -> tuple[HessianOperator, dict]:
-    """The Hessian at ``step``, checked against the parameters ``store`` was created for."""
+    """The Hessian at ``step``, checked against the parameters and points ``store`` is for."""
     op, provenance = hessian_at_step(trajectory_path, step, hessian, device=dev)
-    if provenance["param_hash"] != store.provenance["param_hash"]:
-        raise SketchStoreError(
-            f"{store.path} was created for parameters {store.provenance['param_hash']}, but step "
-            f"{step} of {trajectory_path} now has {provenance['param_hash']}: the store is stale; "
-            "re-create it"
-        )
+    check_same_hessian(
+        store.provenance, provenance, str(store.path), f"step {step} of {trajectory_path}"
+    )
     if op.dim != store.spec.dim:
         raise SketchStoreError(f"{store.path} has D={store.spec.dim}, the model has {op.dim}")
     return op, provenance
@@ -146,6 +151,8 @@ def _run_shard(
             "shard": scatter_item,
             "blocks": [b.to_list() for b in blocks],
             "digests": digests,
+            "hessian_set": provenance["hessian_set"]["points_sha256"],
+            "batch_size": op.batch_size,
             "hvps": op.num_products,
             "hvp_seconds": op.seconds,
             "seconds": time.perf_counter() - started,

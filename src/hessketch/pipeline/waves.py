@@ -34,6 +34,7 @@ from hessketch.certificate import (
 from hessketch.errors import HessketchError, NumericalError, SketchStoreError
 from hessketch.krylov import plan_next_block, rayleigh_ritz, row_blocks, write_next_block
 from hessketch.pipeline.common import EigenpairWriter, write_table
+from hessketch.pipeline.hessian_at_step import HessianSpec, hessian_provenance
 from hessketch.seigh import ritz_certificate
 from hessketch.sketch import SketchSpec
 from hessketch.store import TALL_ROW_CHUNK, verify_receipts, write_json_atomic
@@ -97,12 +98,20 @@ def create_krylov_wave(
     previous_stores: list[str | Path],
     previous_receipts: list[list[str | Path]],
     store_path: str | Path,
+    hessian: HessianSpec,
 ) -> None:
-    """Create wave ``wave`` of the block Krylov iteration (see the module docstring)."""
+    """Create wave ``wave`` of the block Krylov iteration (see the module docstring).
+
+    Wave 0 records the parameter hash and the checksum of the Hessian set's points as read now;
+    later waves inherit them from wave 0, and every shard compares them with what it reads.
+    """
     flat = Trajectory.open(trajectory_path).params(step)
     spec = _sketch_spec(flat.numel(), sketch)
-    provenance = {"param_hash": param_hash(flat), "step": step}
     if wave == 0:
+        provenance = {
+            **hessian_provenance(trajectory_path, step, hessian),
+            "hessian": hessian.definition(),
+        }
         matrix, width = spec.right(), sketch.get("wave_width") or spec.s
 
         def fill_start(write: Any) -> None:
@@ -120,7 +129,8 @@ def create_krylov_wave(
         log.info("wave 0: the first %d %s test vectors (D=%d)", width, spec.test_matrix, spec.dim)
         return
     basis = _open_waves(previous_stores, previous_receipts)
-    if basis.stores[0].provenance["param_hash"] != provenance["param_hash"]:
+    provenance = basis.stores[0].provenance
+    if provenance["param_hash"] != param_hash(flat):
         raise SketchStoreError(
             f"{previous_stores[0]} is for other parameters than step {step} of {trajectory_path}"
         )
