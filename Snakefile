@@ -19,7 +19,10 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+SCHEMA = "workflow/schemas/config.schema.yaml"
+
+
+validate(config, SCHEMA)
 
 
 include: "workflow/rules/common.smk"
@@ -40,6 +43,7 @@ rule all:
         all_summaries(),
         comparison(),
         f"{RESULTS}/stability.tsv",
+        all_intermediates(),
 
 
 rule figures:

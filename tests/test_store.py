@@ -125,6 +125,29 @@ def test_overwritten_chunk_is_detected(trajectory: Path, tmp_path: Path) -> None
         reduce(store, receipts, tmp_path / "r")
 
 
+@pytest.mark.parametrize(
+    ("damage", "what"),
+    [("truncate", "unreadable"), ("delete", "has non-finite values")],
+)
+def test_a_damaged_chunk_names_array_columns_and_shard(
+    trajectory: Path, tmp_path: Path, damage: str, what: str
+) -> None:
+    """Issue: zarr's "cannot reshape array" or "Y has non-finite values" fired first."""
+    store = tmp_path / "s.zarr"
+    receipts = measure(trajectory, store, 2)
+    chunk = store / "Y" / "c" / "0" / "1"  # columns [4, 8): block 2, written by shard 2 of 2
+    if damage == "truncate":
+        chunk.write_bytes(chunk.read_bytes()[:1000])
+    else:
+        chunk.unlink()
+    with pytest.raises(SketchStoreError) as err:
+        reduce(store, receipts, tmp_path / "r")
+    message = str(err.value)
+    assert f"array Y, rows [0, 610), columns [4, 8) {what}" in message, message
+    assert f"snakemake --forcerun {receipts[1]}" in message, message
+    assert not (tmp_path / "r" / "eig.h5").exists()
+
+
 def test_store_of_other_parameters_is_refused(trajectory: Path, tmp_path: Path) -> None:
     store = tmp_path / "s.zarr"
     create_sketch_store(

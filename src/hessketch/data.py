@@ -20,6 +20,9 @@ IDX_FILES: dict[str, tuple[str, str]] = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 
+# Side length of the images stored in MNIST-style IDX files.
+IDX_IMAGE_SIZE = 28
+
 # Dataset name -> default data root (None: no default, `data.root` must be set).
 DATASETS: dict[str, Path | None] = {
     # Location used by the Debian package dataset-fashion-mnist.

@@ -225,7 +225,8 @@ def reduce_sketch(
     Args:
         source: the measured sketch.
         on_y_rows: called in pass 1 with each row block of ``Y`` and ``HOmega`` (float64), e.g. to
-            verify checksums while reading.
+            verify checksums while reading; before the finiteness check, so that it may raise a
+            more specific error.
         after_pass1: called once pass 1 has read all of ``Y`` (e.g. to compare checksums).
         on_eigenvector_rows: called in pass 2 with each row block of the eigenvectors (float64);
             pass 2 runs only if this is given or the sketch has probes.
@@ -243,6 +244,8 @@ def reduce_sketch(
     for i, rows in enumerate(blocks):
         y = source.read("Y", rows)
         h_omega = source.read("HOmega", rows) if q else None
+        if on_y_rows is not None:  # first: it may know better what a bad value means
+            on_y_rows(rows, y, h_omega)
         if cholesky:
             # a non-finite entry makes its column's squared norm non-finite (no overflow: the
             # float64 square of a float32 value is finite): the Gram is the finiteness check
@@ -252,8 +255,6 @@ def reduce_sketch(
             finite = bool(torch.isfinite(y).all())
         if not finite:
             raise NumericalError(f"Y has non-finite values in rows [{rows.start}, {rows.stop})")
-        if on_y_rows is not None:
-            on_y_rows(rows, y, h_omega)
         if q and h_omega is not None:
             # probes regenerated per row block: nothing of size D×q is ever held
             y_t_omega += y.T @ spec.probe_vectors(0, q, dtype=torch.float64, coords=rows)

@@ -164,6 +164,9 @@ class ZarrSketch:
     provenance: dict[str, Any]
     store_id: str
     row_block: int = TALL_ROW_CHUNK
+    # "<array>:<first column>" → the receipt of the shard that wrote those columns
+    # (filled by verify_receipts), so that a damaged chunk can name its shard
+    owners: dict[str, str] = field(default_factory=dict, repr=False)
     _group: Any = field(default=None, repr=False)
 
     @classmethod
@@ -206,10 +209,49 @@ class ZarrSketch:
         return column_digest(data)
 
     def read(self, name: str, rows: slice | None = None) -> torch.Tensor:
-        """Array ``name`` (optionally a row range) as float64."""
+        """Array ``name`` (optionally a row range) as float64.
+
+        Raises:
+            SketchStoreError: if a chunk cannot be read (truncated, corrupt), naming the array,
+                the rows, the columns and the shard that wrote them.
+        """
         arr = self._group[name]
-        data = arr[:] if rows is None else arr[rows]
+        rows = slice(0, arr.shape[0]) if rows is None else rows
+        try:
+            data = arr[rows]
+        except Exception as err:  # zarr/codec errors have no common base class
+            for a, b in self.column_ranges(name):
+                try:
+                    arr[rows, a:b]
+                except Exception as chunk_err:
+                    raise self.damaged(name, rows, (a, b), f"unreadable: {chunk_err}") from err
+            raise SketchStoreError(f"{self.path}: array {name}, rows {rows}: {err}") from err
         return torch.from_numpy(np.asarray(data, dtype=np.float64))
+
+    def column_ranges(self, name: str) -> list[tuple[int, int]]:
+        """The column ranges ``[a, b)`` of ``name`` that the blocks write, one per block."""
+        return [
+            cols
+            for block in self.spec.blocks()
+            for n, cols in self.block_columns(block).items()
+            if n == name
+        ]
+
+    def damaged(
+        self, name: str, rows: slice, columns: tuple[int, int], what: str
+    ) -> SketchStoreError:
+        """The error for a damaged part of the store, naming the shard to rerun if known."""
+        a, b = columns
+        owner = self.owners.get(f"{name}:{a}")
+        fix = (
+            f"written by the shard of {owner}; rerun it: snakemake --forcerun {owner}"
+            if owner
+            else "re-create the store"
+        )
+        return SketchStoreError(
+            f"{self.path}: array {name}, rows [{rows.start}, {rows.stop}), columns [{a}, {b}) "
+            f"{what} (a chunk is missing, truncated or corrupt); {fix}"
+        )
 
     def block_columns(self, block: Block) -> dict[str, tuple[int, int]]:
         """Columns ``[a, b)`` of each array that ``block`` writes."""
@@ -253,6 +295,8 @@ def verify_receipts(
                 f"receipt {name} was measured at parameters {receipt.get('param_hash')}, "
                 f"but the store is for {param_hash}"
             )
+        for key_name in receipt.get("digests", {}):
+            sketch.owners[key_name] = name
         for block in receipt["blocks"]:
             key = tuple(block)
             if key not in expected:
@@ -288,7 +332,9 @@ def check_digests(sketch: ZarrSketch, digests: dict[str, str], hashers: dict[str
             if name in ("Z", "PhiY"):
                 found[key] = column_digest(small[name][:, a:b])
             if found.get(key) != digests.get(key):
+                owner = sketch.owners.get(key, "the shard that wrote them")
                 raise SketchStoreError(
-                    f"{sketch.path}: array {name}, columns [{a}, {b}) do not match the receipt of "
-                    "the shard that wrote them (overwritten or corrupt); rerun that shard"
+                    f"{sketch.path}: array {name}, columns [{a}, {b}) do not match the receipt "
+                    f"{owner} (overwritten or corrupt); rerun that shard: "
+                    f"snakemake --forcerun {owner}"
                 )

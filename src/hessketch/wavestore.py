@@ -125,6 +125,8 @@ class WaveStore:
     provenance: dict[str, Any]
     store_id: str
     attrs: dict[str, Any]
+    # "HV:<first column>" → the receipt of the shard that wrote those columns (verify_receipts)
+    owners: dict[str, str] = field(default_factory=dict, repr=False)
     _group: Any = field(default=None, repr=False)
 
     @classmethod
@@ -208,7 +210,12 @@ class StreamingDigests:
                 raise SketchStoreError(
                     f"{self.store.path}: array {name}, columns [{start}, {stop}) do not match "
                     "the digest recorded when they were written (corrupt or overwritten); "
-                    + ("re-create the wave" if name == "V" else "rerun the shard that wrote them")
+                    + (
+                        "re-create the wave"
+                        if name == "V"
+                        else "rerun the shard that wrote them: snakemake --forcerun "
+                        + self.store.owners.get(key, "<its receipt>")
+                    )
                 )
 
 

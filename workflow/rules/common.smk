@@ -1,5 +1,8 @@
 import sys
+from argparse import Namespace
 from pathlib import Path
+
+import yaml
 
 from snakemake.exceptions import WorkflowError
 
@@ -13,7 +16,7 @@ from hessketch.pipeline.common import DataSpec  # noqa: E402
 from hessketch.pipeline.config import ConfigError, check_config, record_steps  # noqa: E402
 
 try:
-    check_config(config)
+    check_config(config, yaml.safe_load(Path(workflow.basedir, SCHEMA).read_text()))
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
@@ -33,6 +36,7 @@ VERIFICATION_RECEIPTS = (
     )
 )
 ONE_PASS = config["sketch"]["passes"] == 1
+TABLES = ["overlap", "distances", "spectrum"]  # written beside each summary.json
 FIGURE_NAMES = ["overlap_over_training", "overlap_vs_k", "spectra", "training_curves"]
 
 
@@ -47,6 +51,12 @@ wildcard_constraints:
 
 scattergather:
     measure=config["sketch"]["shards"],
+
+
+if not gather.measure("{scatteritem}"):  # e.g. --set-scatter measure=0
+    raise WorkflowError(
+        "sketch.shards / --set-scatter measure=: a Hessian needs at least one measurement shard"
+    )
 
 
 localrules:
@@ -147,6 +157,40 @@ def comparison():
 def all_summaries():
     """Every overlap summary of the study."""
     return [*summaries_of("sketched").values(), *summaries_of("exact").values()]
+
+
+def intermediates_of_step(step):
+    """Every file that a step's sketched result is made of: stores, receipts, eigenpairs,
+    report, certificate and the tables beside each summary."""
+    here = STEP.format(step=step)
+    sketched = f"{here}/method~sketched"
+    files = [f"{sketched}/{name}" for name in ("eigenpairs.h5", "report.json")]
+    files += [f"{sketched}/certificate.{ext}" for ext in ("json", "tsv")]
+    if ONE_PASS:
+        files += [f"{here}/sketch.zarr", f"{sketched}/verification.zarr"]
+        files += gather.measure(f"{here}/receipts/shard~{{scatteritem}}.json")
+        files += gather.measure(f"{sketched}/verification/receipts/shard~{{scatteritem}}.json")
+    else:
+        wildcards = Namespace(step=step)
+        files += all_waves(wildcards) + receipts_of_all_waves(wildcards)
+    return files
+
+
+def all_intermediates():
+    """What every result depends on, requested by ``rule all`` so that a plain run regenerates
+    any of it that is missing (a failed or forced job, a deleted receipt or eigenpair file)
+    instead of reporting "Nothing to be done" over a hole."""
+    files = [f"{RESULTS}/train/{name}" for name in ("trajectory.h5", "metrics.tsv")]
+    for step in config["hessian"]["steps"]:
+        files += intermediates_of_step(step)
+    for method in ("sketched", "exact"):
+        for summary in summaries_of(method).values():
+            files += [summary.replace("summary.json", f"{name}.tsv") for name in TABLES]
+    files += [
+        summary.replace("summary.json", "eigenpairs.h5")
+        for summary in summaries_of("exact").values()
+    ]
+    return files
 
 
 def all_figures():

@@ -11,13 +11,21 @@ import sys
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import h5py
 import numpy as np
 import torch
 
-from hessketch.data import balanced_indices, default_root, load_idx_split
+from hessketch.data import (
+    IDX_FILES,
+    IDX_IMAGE_SIZE,
+    balanced_indices,
+    default_root,
+    find_idx_file,
+    load_idx_split,
+    read_idx,
+)
 from hessketch.errors import DataError, HessketchError
 from hessketch.store import fresh_temporary
 
@@ -80,6 +88,8 @@ def pick_device(requested: str = "auto") -> torch.device:
 class DataSpec:
     """Which data set, where, at which resolution."""
 
+    num_classes: ClassVar[int] = 10  # MNIST-style IDX data sets: labels 0..9
+
     dataset: str
     root: str | None = None
     image_size: int | None = None
@@ -94,6 +104,19 @@ class DataSpec:
     def load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs (flattened, in [0, 1]) and labels of ``split``."""
         return load_idx_split(self.resolved_root(), split, self.image_size)
+
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input as :meth:`load` gives it (a flattened image)."""
+        return ((self.image_size or IDX_IMAGE_SIZE) ** 2,)
+
+    def class_counts(self, split: str) -> np.ndarray:
+        """Points per class of ``split``, from its label file alone (cheap: no images read).
+
+        Raises:
+            DataError: if the label file is missing or malformed.
+        """
+        labels = read_idx(find_idx_file(self.resolved_root(), IDX_FILES[split][1]))
+        return np.bincount(labels.astype(np.int64), minlength=self.num_classes)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""

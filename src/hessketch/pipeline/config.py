@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
-from hessketch.errors import HessketchError
-from hessketch.models import MODELS
+import torch
+
+from hessketch.errors import DataError, HessketchError
+from hessketch.models import MODELS, build_model
+from hessketch.pipeline.common import DataSpec
 
 __all__ = ["ConfigError", "check_config", "record_steps"]
 
@@ -20,8 +24,101 @@ def record_steps(config: dict[str, Any]) -> list[int]:
     return sorted(set(steps if steps is not None else config["hessian"]["steps"]))
 
 
-def check_config(config: dict[str, Any]) -> None:
-    """Raise :class:`ConfigError` naming the first offending key of a schema-valid config."""
+def _float_integers(value: Any, schema: dict[str, Any], key: str) -> list[str]:
+    """Keys whose schema type is integer but whose value is a float.
+
+    JSON Schema 2020-12 lets ``40.0`` pass as an integer; Python code downstream would not.
+    """
+    types = schema.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if isinstance(value, float) and "integer" in types and "number" not in types:
+        return [f"{key}: {value!r} is a float; write the integer {value:.0f}"]
+    found = []
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for name, item in value.items():
+            sub = properties.get(name, extra if isinstance(extra, dict) else {})
+            found += _float_integers(item, sub, f"{key}.{name}" if key else name)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            found += _float_integers(item, schema["items"], f"{key}[{i}]")
+    return found
+
+
+def _model_problems(config: dict[str, Any], data: DataSpec) -> tuple[int | None, list[str]]:
+    """``D`` of the configured model and what does not fit the data, from the model spec alone.
+
+    The model is built on the meta device (no memory, no parameters drawn) and run on a batch
+    of the data's input shape.
+    """
+    try:
+        with torch.device("meta"):
+            model = build_model(config["model"])
+    except (TypeError, ValueError) as err:
+        return None, [f"model: {config['model']} cannot be built: {err}"]
+    dim = sum(p.numel() for p in model.parameters())
+    shape = data.input_shape()
+    try:
+        with torch.no_grad():
+            out = model(torch.empty(2, *shape, device="meta"))
+    except RuntimeError as err:
+        return dim, [
+            f"model: {config['model']} does not accept this data's inputs of shape {shape} "
+            f"(data.image_size={data.image_size}, flattened): {err}"
+        ]
+    if tuple(out.shape) != (2, data.num_classes):
+        return dim, [
+            f"model: {config['model']} gives outputs of shape {tuple(out.shape[1:])}, but "
+            f"data.dataset={data.dataset!r} has {data.num_classes} classes"
+        ]
+    return dim, []
+
+
+def _data_problems(config: dict[str, Any], data: DataSpec) -> list[str]:
+    """Hessian set and mini-batch against the class counts of the label files, if present.
+
+    Missing data is reported, with its fix, by the first job that reads it.
+    """
+    problems = []
+    for split, n in config["hessian"]["set"].items():
+        if n == 0 or n % data.num_classes:
+            continue
+        try:
+            counts = data.class_counts(split)
+        except DataError:
+            continue
+        short = [c for c in range(data.num_classes) if counts[c] < n // data.num_classes]
+        if short:
+            problems.append(
+                f"hessian.set.{split}: {n} points need {n // data.num_classes} per class, but "
+                f"the {split} split under {data.resolved_root()} has only "
+                f"{int(counts[short].min())} of class {short[int(counts[short].argmin())]}"
+            )
+    try:
+        train_size = int(data.class_counts("train").sum())
+    except DataError:
+        return problems
+    if config["training"]["batch_size"] > train_size:
+        problems.append(
+            f"training.batch_size: {config['training']['batch_size']} exceeds the "
+            f"{train_size} points of the train split under {data.resolved_root()}"
+        )
+    return problems
+
+
+def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -> None:
+    """Raise :class:`ConfigError` naming every offending key of a schema-valid config.
+
+    Checks the relations between keys, integers written as floats (given the ``schema``), and
+    everything that the model spec and the data's label files decide before any job runs:
+    ``D`` against ``k``, ``s`` and the exact reference, the model against the data's input
+    shape and classes, the Hessian set against the class counts.
+    """
+    if schema is not None:
+        floats = _float_integers(config, schema, "")
+        if floats:
+            raise ConfigError("invalid config:\n  " + "\n  ".join(floats))
     train, hess, sketch = config["training"], config["hessian"], config["sketch"]
     exact, overlap, plots = config["exact"], config["overlap"], config["plots"]
     k = sketch["k"]
@@ -66,5 +163,42 @@ def check_config(config: dict[str, Any]) -> None:
     not_plotted = sorted(set(plots["steps_vs_k"]) - set(hess["steps"]))
     if not_plotted:
         problems.append(f"plots.steps_vs_k: steps {not_plotted} are not in hessian.steps")
+    if problems or config["model"]["name"] not in MODELS:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    data = DataSpec(**config["data"])
+    dim, model_problems = _model_problems(config, data)
+    problems += model_problems
+    if dim is not None:
+        problems += _dimension_problems(config, dim, k, s)
+    # without a data root (no default location) the training job says how to fix it
+    with contextlib.suppress(DataError):
+        problems += _data_problems(config, data)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def _dimension_problems(config: dict[str, Any], dim: int, k: int, s: int) -> list[str]:
+    """Sizes that must not exceed the model's ``D`` (known from its spec without training)."""
+    sketch, exact = config["sketch"], config["exact"]
+    model = f"the model's D={dim:,} parameters"
+    problems = [
+        f"sketch.{key}: {value} exceeds {model}"
+        for key, value in (("k", k), ("s", s))
+        if value > dim
+    ]
+    passes, width = sketch.get("passes", 1), sketch.get("wave_width") or s
+    if passes > 1 and passes * width > dim:
+        problems.append(
+            f"sketch.passes: {passes} waves of {width} HVPs span {passes * width} directions, "
+            f"more than {model}"
+        )
+    if exact["steps"]:
+        if exact["k"] > dim:
+            problems.append(f"exact.k: {exact['k']} exceeds {model}")
+        if dim > exact["max_dim"]:
+            problems.append(
+                f"exact.steps: a dense float64 Hessian of {model} "
+                f"({dim**2 * 8 / 2**30:.1f} GiB) exceeds exact.max_dim={exact['max_dim']:,}; "
+                "drop exact.steps (use [] for none) or raise exact.max_dim"
+            )
+    return problems

@@ -47,20 +47,17 @@ def reduce_sketch_store(
     digests = verify_receipts(sketch, receipts)
     spec = sketch.spec
     hashers: dict[str, Any] = {}
-    tall = {
-        name: [
-            (a, b)
-            for blk in spec.blocks()
-            for n, (a, b) in sketch.block_columns(blk).items()
-            if n == name
-        ]
-        for name in ("Y", "HOmega")
-    }
+    tall = {name: sketch.column_ranges(name) for name in ("Y", "HOmega")}
 
     def hash_rows(rows: slice, y: torch.Tensor, h_omega: torch.Tensor | None) -> None:
         for name, values in (("Y", y), ("HOmega", h_omega)):
             if values is None:
                 continue
+            bad = (~torch.isfinite(values).all(0)).nonzero()
+            if len(bad):  # a missing chunk reads as NaN: name it and its shard
+                column = int(bad[0])
+                cols = next((a, b) for a, b in tall[name] if a <= column < b)
+                raise sketch.damaged(name, rows, cols, f"has non-finite values (column {column})")
             data = values.numpy().astype(np.float32)
             for a, b in tall[name]:
                 hashers.setdefault(f"{name}:{a}", hashlib.sha256()).update(
