@@ -15,14 +15,14 @@ import torch
 import zarr
 from idx_files import write_fake_mnist
 
-from hessketch.errors import SketchStoreError
+from hessketch.errors import IntegrityError, SketchStoreError
 from hessketch.models import build_model, flatten_params
 from hessketch.pipeline.common import EigenpairWriter, read_eigenpairs
 from hessketch.pipeline.hessian_at_step import HessianSpec
 from hessketch.pipeline.measure import create_sketch_store, measure_sketch_shard
 from hessketch.pipeline.reduce import reduce_sketch_store
 from hessketch.sketch import SketchSpec
-from hessketch.store import ZarrSketch, create_store
+from hessketch.store import ZarrSketch, create_store, write_json_atomic
 from hessketch.trajectory import write_trajectory
 
 MODEL = {"name": "mlp", "widths": [64, 8, 10]}
@@ -145,6 +145,21 @@ def test_a_damaged_chunk_names_array_columns_and_shard(
     message = str(err.value)
     assert f"array Y, rows [0, 610), columns [4, 8) {what}" in message, message
     assert f"snakemake --forcerun {receipts[1]}" in message, message
+    assert not (tmp_path / "r" / "eig.h5").exists()
+
+
+def test_an_edited_receipt_is_refused(trajectory: Path, tmp_path: Path) -> None:
+    """Issue: receipt fields (hvps, seconds, device) went into the report unchecked."""
+    store = tmp_path / "s.zarr"
+    receipts = measure(trajectory, store, 2)
+    receipt = json.loads(receipts[0].read_text())
+    receipts[0].write_text(json.dumps({**receipt, "hvps": 1, "device": "H200"}))
+    with pytest.raises(IntegrityError, match=r"receipt .*shard~1-of-2.json does not match its"):
+        reduce(store, receipts, tmp_path / "r")
+    # rewritten with a valid checksum, the counts still have to add up
+    write_json_atomic(receipts[0], {**receipt, "hvps": 1})
+    with pytest.raises(SketchStoreError, match=r"reports 1 HVPs for blocks of \d+ columns"):
+        reduce(store, receipts, tmp_path / "r")
     assert not (tmp_path / "r" / "eig.h5").exists()
 
 

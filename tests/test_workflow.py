@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -17,10 +18,13 @@ import yaml
 import zarr
 from idx_files import write_fake_mnist
 
+from hessketch.errors import IntegrityError
 from hessketch.hessian import dense_matrix
 from hessketch.metrics import magnitude_order
 from hessketch.pipeline.common import read_eigenpairs, read_table
+from hessketch.pipeline.compare import compare_to_exact
 from hessketch.pipeline.hessian_at_step import HessianSpec, hessian_at_step
+from hessketch.pipeline.stability import compute_stability
 from hessketch.trajectory import Trajectory
 
 pytestmark = pytest.mark.workflow
@@ -212,6 +216,71 @@ def check_certificate_against_dense(run: Path, config: dict, step: int) -> dict:
     overlap = read_table(base / "overlap.tsv")
     assert np.all(overlap["certified"] == (overlap["k"] <= trusted))
     return certificate
+
+
+def test_later_stages_check_what_they_read(tiny_run: tuple[Path, dict], tmp_path: Path) -> None:
+    """Issue: stale or damaged eigenpairs, hand-edited summaries and tables passed unnoticed."""
+    workdir, config = tiny_run
+    run = workdir / RUN
+    traj = run / "train" / "trajectory.h5"
+
+    def files(step: int, method: str) -> dict[str, Path]:
+        here = run / "hessian" / f"step~{step}" / f"method~{method}"
+        return {"eigenpairs": here / "eigenpairs.h5", "summary": here / "summary.json"}
+
+    exact_steps = config["exact"]["steps"]
+    sketched = {t: files(t, "sketched") for t in exact_steps}
+    exact = {t: files(t, "exact") for t in exact_steps}
+    out = tmp_path / "comparison.tsv"
+
+    def compare(changed: dict | None = None) -> None:
+        compare_to_exact(
+            sketched={**sketched, **(changed or {})},
+            exact=exact,
+            top=10,
+            table_path=out,
+            trajectory_path=traj,
+        )
+
+    compare()  # as the workflow wrote them: accepted
+    # another step's eigenpair file copied in: refused by the comparison and the stability table
+    stale = tmp_path / "stale.h5"
+    shutil.copy2(sketched[200]["eigenpairs"], stale)
+    with pytest.raises(IntegrityError, match=r"stale\.h5 was computed at parameters .* step 0"):
+        compare({0: {**sketched[0], "eigenpairs": stale}})
+    eigenpairs = {t: files(t, "sketched")["eigenpairs"] for t in config["hessian"]["steps"]}
+    with pytest.raises(IntegrityError, match=r"stale\.h5 was computed at parameters"):
+        compute_stability(
+            eigenpairs={**eigenpairs, 0: stale},
+            trajectory_path=traj,
+            k=20,
+            table_path=tmp_path / "stability.tsv",
+        )
+    # one bit flipped in the eigenvectors' data
+    flipped = tmp_path / "flipped.h5"
+    shutil.copy2(sketched[0]["eigenpairs"], flipped)
+    with h5py.File(flipped, "r") as f:
+        offset = f["eigenvectors"].id.get_chunk_info(0).byte_offset
+    data = bytearray(flipped.read_bytes())
+    data[offset + 100] ^= 0x10
+    flipped.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=r"flipped\.h5 is missing or damaged"):
+        compare({0: {**sketched[0], "eigenpairs": flipped}})
+    # a hand-edited summary (overlap 0.5)
+    edited = tmp_path / "method~sketched"
+    shutil.copytree(sketched[0]["summary"].parent, edited)
+    summary = json.loads((edited / "summary.json").read_text())
+    (edited / "summary.json").write_text(json.dumps({**summary, "overlap": 0.5}))
+    with pytest.raises(IntegrityError, match="does not match its checksum"):
+        compare({0: {**sketched[0], "summary": edited / "summary.json"}})
+    # a hand-edited table beside its (intact) summary
+    shutil.copy2(sketched[0]["summary"], edited / "summary.json")
+    read_table(edited / "overlap.tsv")
+    table = (edited / "overlap.tsv").read_text().splitlines()
+    table[5] = table[5].replace("\t", "\t9", 1)
+    (edited / "overlap.tsv").write_text("\n".join(table) + "\n")
+    with pytest.raises(IntegrityError, match=r"overlap\.tsv does not match the SHA-256"):
+        read_table(edited / "overlap.tsv")
 
 
 def dense_hessian(run: Path, config: dict, step: int) -> torch.Tensor:

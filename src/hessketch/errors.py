@@ -29,3 +29,7 @@ class NonDeterminismError(HessketchError):
 
 class NumericalError(HessketchError):
     """A numerical step cannot produce a trustworthy answer (e.g. a rank-deficient sketch)."""
+
+
+class IntegrityError(HessketchError):
+    """A result file does not match its checksum, or is of other parameters than it claims."""

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import zarr
 
-from hessketch.errors import SketchStoreError
+from hessketch.errors import IntegrityError, SketchStoreError
 from hessketch.sketch import Block, SketchSpec
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "column_digest",
     "create_store",
     "fresh_temporary",
+    "read_json",
     "reduction_row_block",
     "verify_receipts",
     "write_json_atomic",
@@ -83,13 +84,62 @@ def column_digest(values: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float32)).hexdigest()
 
 
+CHECKSUM_FIELD = "sha256"
+
+
+def _json_digest(body: dict[str, Any]) -> str:
+    # of the JSON round trip: int keys become strings, tuples lists, as a reader sees them
+    canonical = json.dumps(json.loads(json.dumps(body)), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def write_json_atomic(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write JSON so that readers see either nothing or the whole file."""
+    """Write JSON so that readers see either nothing or the whole file.
+
+    The file carries the SHA-256 of its content in the field ``sha256``, which
+    :func:`read_json` checks.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    body = {key: value for key, value in payload.items() if key != CHECKSUM_FIELD}
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+    tmp.write_text(
+        json.dumps({**body, CHECKSUM_FIELD: _json_digest(body)}, indent=1, sort_keys=True)
+    )
     os.replace(tmp, path)
+
+
+def read_json(path: str | Path, what: str) -> dict[str, Any]:
+    """A JSON file written by :func:`write_json_atomic`, its checksum verified.
+
+    Args:
+        path: the file.
+        what: what it is, for the error message (``"receipt"``, ``"overlap summary"``).
+
+    Returns:
+        The content without the checksum field.
+
+    Raises:
+        IntegrityError: if the file is missing, unreadable, carries no checksum or does not
+            match it; the message names the file and the command that regenerates it.
+    """
+    fix = f"regenerate it: snakemake --forcerun {path}"
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise IntegrityError(f"{what} {path} is missing or unreadable: {err}; {fix}") from err
+    if not isinstance(data, dict) or CHECKSUM_FIELD not in data:
+        raise IntegrityError(
+            f"{what} {path} carries no checksum (field {CHECKSUM_FIELD!r}): it was not written "
+            f"by this version of hessketch; {fix}"
+        )
+    body = {key: value for key, value in data.items() if key != CHECKSUM_FIELD}
+    if _json_digest(body) != data[CHECKSUM_FIELD]:
+        raise IntegrityError(
+            f"{what} {path} does not match its checksum (field {CHECKSUM_FIELD!r}): it was "
+            f"edited or damaged after it was written; {fix}"
+        )
+    return body
 
 
 def fresh_temporary(path: Path) -> Path:
@@ -297,6 +347,13 @@ def verify_receipts(
             )
         for key_name in receipt.get("digests", {}):
             sketch.owners[key_name] = name
+        measured = sum(b[2] - b[1] for b in receipt["blocks"])
+        if receipt.get("hvps") != measured:
+            raise SketchStoreError(
+                f"receipt {name} reports {receipt.get('hvps')} HVPs for blocks of {measured} "
+                "columns: it does not describe what its shard measured; rerun that shard: "
+                f"snakemake --forcerun {name}"
+            )
         for block in receipt["blocks"]:
             key = tuple(block)
             if key not in expected:

@@ -26,6 +26,7 @@ rule compare_to_exact:
     input:
         sketched=[p for s in outputs_at_exact_steps("sketched").values() for p in s.values()],
         exact=[p for s in outputs_at_exact_steps("exact").values() for p in s.values()],
+        trajectory=rules.train_model.output.trajectory,
     output:
         table=f"{RESULTS}/comparison.tsv",
     log:

@@ -11,4 +11,5 @@ run_stage(
     exact=snakemake.params.exact,
     top=snakemake.params.top,
     table_path=snakemake.output.table,
+    trajectory_path=snakemake.input.trajectory,
 )

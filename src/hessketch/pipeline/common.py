@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -9,6 +10,7 @@ import logging
 import os
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,14 +28,18 @@ from hessketch.data import (
     load_idx_split,
     read_idx,
 )
-from hessketch.errors import DataError, HessketchError
-from hessketch.store import fresh_temporary
+from hessketch.errors import DataError, HessketchError, IntegrityError
+from hessketch.store import fresh_temporary, read_json
+from hessketch.trajectory import param_hash
 
 __all__ = [
     "DataSpec",
     "EigenpairWriter",
+    "check_eigenpairs_at",
     "eigenpair_dims",
+    "eigenpair_provenance",
     "load_hessian_set",
+    "open_eigenpairs",
     "pick_device",
     "read_eigenpairs",
     "read_table",
@@ -165,10 +171,11 @@ def _sha256_json(obj: Any) -> str:
 
 def write_table(
     path: str | Path, rows: list[dict[str, Any]], columns: list[str] | None = None
-) -> None:
+) -> str:
     """Write ``rows`` as a tab-separated table with a header (atomically).
 
     ``columns`` names the header when there may be no rows (default: the first row's keys).
+    Returns the SHA-256 of the file written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,14 +188,32 @@ def write_table(
             writer.writerow(
                 {k: (f"{v:.10g}" if isinstance(v, float) else v) for k, v in row.items()}
             )
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
     os.replace(tmp, path)
+    return digest
 
 
 def read_table(path: str | Path) -> dict[str, np.ndarray]:
-    """Read a table written by :func:`write_table` as columns (numeric where possible)."""
+    """Read a table written by :func:`write_table` as columns (numeric where possible).
+
+    A table that the overlap summary beside it (``summary.json``) lists is checked against the
+    SHA-256 recorded there.
+
+    Raises:
+        IntegrityError: if the table does not match the digest its summary records.
+    """
     path = Path(path)
     if not path.is_file():
         raise HessketchError(f"table {path} does not exist")
+    summary = path.with_name("summary.json")
+    tables = read_json(summary, "overlap summary").get("tables", {}) if summary.is_file() else {}
+    if path.name in tables:
+        if tables[path.name] != hashlib.sha256(path.read_bytes()).hexdigest():
+            raise IntegrityError(
+                f"table {path} does not match the SHA-256 that {summary} records for it: it "
+                f"was edited or damaged after it was written; regenerate it: "
+                f"snakemake --forcerun {summary}"
+            )
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     if not rows:
@@ -217,11 +242,13 @@ class EigenpairWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = fresh_temporary(self.path)
         self._file = h5py.File(self._tmp, "w")
+        # Fletcher-32 checksums per chunk: HDF5 verifies every chunk it reads
         self._vectors = self._file.create_dataset(
             "eigenvectors",
             shape=(dim, k),
             dtype="float32",
             chunks=(min(dim, max(1, 2**20 // k)), k),
+            fletcher32=True,
         )
         for key, value in attrs.items():
             self._file.attrs[key] = json.dumps(value, sort_keys=True)
@@ -232,9 +259,12 @@ class EigenpairWriter:
 
     def close(self, eigenvalues: torch.Tensor, **attrs: Any) -> None:
         """Add the eigenvalues and further attributes, finish the file, move it into place."""
-        self._file.create_dataset("eigenvalues", data=eigenvalues.to(torch.float64).numpy())
+        self._file.create_dataset(
+            "eigenvalues", data=eigenvalues.to(torch.float64).numpy(), fletcher32=True
+        )
         for key, value in attrs.items():
             self._file.attrs[key] = json.dumps(value, sort_keys=True)
+        self._file.attrs[_ATTRS_CHECKSUM] = _attrs_digest(self._file.attrs)
         self._file.close()
         os.replace(self._tmp, self.path)
 
@@ -251,6 +281,45 @@ class EigenpairWriter:
                 self._tmp.unlink(missing_ok=True)
 
 
+_ATTRS_CHECKSUM = "attrs_sha256"
+
+
+def _attrs_digest(attrs: Any) -> str:
+    body = {key: str(attrs[key]) for key in sorted(attrs) if key != _ATTRS_CHECKSUM}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def open_eigenpairs(path: str | Path) -> Iterator[h5py.File]:
+    """An eigenpair file opened for reading, its integrity checked.
+
+    Its attributes are checked against their SHA-256, its datasets must carry Fletcher-32
+    chunk checksums (HDF5 then verifies each chunk as it is read), and any read error inside
+    the ``with`` block is reported naming the file.
+
+    Raises:
+        IntegrityError: the file is missing, damaged, edited or lacks checksums.
+    """
+    path = Path(path)
+    fix = f"regenerate it: snakemake --forcerun {path}"
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get(_ATTRS_CHECKSUM) != _attrs_digest(f.attrs):
+                raise IntegrityError(
+                    f"eigenpair file {path}: its attributes do not match their checksum "
+                    f"({_ATTRS_CHECKSUM}), or it has none: edited, damaged or written by "
+                    f"another version of hessketch; {fix}"
+                )
+            unchecked = [n for n in ("eigenvalues", "eigenvectors") if not f[n].fletcher32]
+            if unchecked:
+                raise IntegrityError(
+                    f"eigenpair file {path}: {unchecked} carry no chunk checksums; {fix}"
+                )
+            yield f
+    except (OSError, KeyError) as err:
+        raise IntegrityError(f"eigenpair file {path} is missing or damaged: {err}; {fix}") from err
+
+
 def read_eigenpairs(
     path: str | Path, k: int | None = None, rows: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -263,27 +332,40 @@ def read_eigenpairs(
             rows). A mask overlap needs only the rows of the mask, so large ``D`` never has
             to fit in memory.
     """
-    path = Path(path)
-    try:
-        with h5py.File(path, "r") as f:
-            values = torch.from_numpy(f["eigenvalues"][:k])
-            data = f["eigenvectors"]
-            if rows is None:
-                vectors = torch.from_numpy(data[:, :k].astype(np.float64))
-            else:  # h5py reads increasing indices only: read sorted, then restore the order
-                sorted_rows, inverse = torch.unique(rows, sorted=True, return_inverse=True)
-                block = data[sorted_rows.numpy(), :k].astype(np.float64)
-                vectors = torch.from_numpy(block)[inverse]
-            attrs = {key: json.loads(v) for key, v in f.attrs.items()}
-    except (OSError, KeyError) as err:
-        raise HessketchError(f"eigenpair file {path} is missing or corrupt: {err}") from err
+    with open_eigenpairs(path) as f:
+        values = torch.from_numpy(f["eigenvalues"][:k])
+        data = f["eigenvectors"]
+        if rows is None:
+            vectors = torch.from_numpy(data[:, :k].astype(np.float64))
+        else:  # h5py reads increasing indices only: read sorted, then restore the order
+            sorted_rows, inverse = torch.unique(rows, sorted=True, return_inverse=True)
+            block = data[sorted_rows.numpy(), :k].astype(np.float64)
+            vectors = torch.from_numpy(block)[inverse]
+        attrs = {key: json.loads(v) for key, v in f.attrs.items() if key != _ATTRS_CHECKSUM}
     return values, vectors, attrs
 
 
 def eigenpair_dims(path: str | Path) -> tuple[int, int]:
-    """``(D, k)`` of an eigenpair file."""
-    try:
-        with h5py.File(path, "r") as f:
-            return tuple(f["eigenvectors"].shape)  # type: ignore[return-value]
-    except (OSError, KeyError) as err:
-        raise HessketchError(f"eigenpair file {path} is missing or corrupt: {err}") from err
+    """``(D, k)`` of an eigenpair file (its integrity checked, see :func:`open_eigenpairs`)."""
+    with open_eigenpairs(path) as f:
+        return tuple(f["eigenvectors"].shape)  # type: ignore[return-value]
+
+
+def eigenpair_provenance(path: str | Path) -> dict[str, Any]:
+    """The provenance attribute of an eigenpair file (parameter hash, step, Hessian set)."""
+    with open_eigenpairs(path) as f:
+        return json.loads(f.attrs["provenance"])
+
+
+def check_eigenpairs_at(path: str | Path, theta: torch.Tensor, where: str) -> None:
+    """Raise :class:`IntegrityError` unless ``path`` was computed at parameters ``theta``.
+
+    ``where`` names those parameters, e.g. "step 100 of results/x/train/trajectory.h5".
+    """
+    recorded = eigenpair_provenance(path).get("param_hash")
+    if recorded != param_hash(theta):
+        raise IntegrityError(
+            f"eigenpair file {path} was computed at parameters {recorded}, but {where} has "
+            f"{param_hash(theta)}: it is stale or belongs to another step; regenerate it: "
+            f"snakemake --forcerun {path}"
+        )

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
+from hessketch.errors import IntegrityError
 from hessketch.metrics import subspace_overlap
-from hessketch.pipeline.common import read_eigenpairs, write_table
+from hessketch.pipeline.common import check_eigenpairs_at, read_eigenpairs, write_table
+from hessketch.store import read_json
+from hessketch.trajectory import Trajectory
 
 __all__ = ["compare_to_exact"]
 
@@ -23,6 +25,7 @@ def compare_to_exact(
     exact: Mapping[int, Mapping[str, str | Path]],
     top: int,
     table_path: str | Path,
+    trajectory_path: str | Path,
 ) -> None:
     """One row per step with both methods.
 
@@ -35,11 +38,28 @@ def compare_to_exact(
         exact: the same for the exact method.
         top: number of leading eigenvalues compared.
         table_path: where the table goes.
+        trajectory_path: the parameters every eigenpair file and summary must be of.
+
+    Raises:
+        IntegrityError: a file does not match its checksum, or is of other parameters or
+            another step than the trajectory's.
     """
+    traj = Trajectory.open(trajectory_path)
     rows = []
     for step in sorted(set(sketched) & set(exact)):
-        summary_sk = json.loads(Path(sketched[step]["summary"]).read_text())
-        summary_ex = json.loads(Path(exact[step]["summary"]).read_text())
+        theta = traj.params(step)
+        where = f"step {step} of {trajectory_path}"
+        summaries = {}
+        for method, files in (("sketched", sketched[step]), ("exact", exact[step])):
+            check_eigenpairs_at(files["eigenpairs"], theta, where)
+            summaries[method] = read_json(files["summary"], "overlap summary")
+            if summaries[method].get("step") != step:
+                raise IntegrityError(
+                    f"overlap summary {files['summary']} is of step "
+                    f"{summaries[method].get('step')}, not {step}; regenerate it: "
+                    f"snakemake --forcerun {files['summary']}"
+                )
+        summary_sk, summary_ex = summaries["sketched"], summaries["exact"]
         k = summary_sk["k"]
         val_sk, vec_sk, _ = read_eigenpairs(sketched[step]["eigenpairs"], k)
         val_ex, vec_ex, _ = read_eigenpairs(exact[step]["eigenpairs"], k)

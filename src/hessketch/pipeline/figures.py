@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from hessketch.pipeline.common import read_table
+from hessketch.store import read_json
 
 __all__ = [
     "FigureStyle",
@@ -71,7 +71,7 @@ def plot_overlap_over_training(
     for method, paths in (("sketched", sketched), ("exact", exact)):
         if not paths:
             continue
-        rows = [json.loads(Path(paths[s]).read_text()) for s in sorted(paths)]
+        rows = [read_json(paths[s], "overlap summary") for s in sorted(paths)]
         k, dim = rows[0]["k"], rows[0]["dim"]
         ax.plot(
             sorted(paths),

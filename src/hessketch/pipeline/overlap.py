@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from hessketch.metrics import (
     mask_principal_angles,
 )
 from hessketch.pipeline.common import eigenpair_dims, read_eigenpairs, write_table
-from hessketch.store import write_json_atomic
+from hessketch.store import read_json, write_json_atomic
 from hessketch.trajectory import Trajectory, param_hash
 
 __all__ = ["compute_overlap", "distance_grid"]
@@ -77,7 +76,7 @@ def compute_overlap(
         )
     trusted_k, verdict = kmax, "exact eigendecomposition (dense float64 Hessian)"
     if certificate_path is not None:
-        certificate = json.loads(Path(certificate_path).read_text())
+        certificate = read_json(certificate_path, "certificate")
         if certificate.get("step") != step:
             raise HessketchError(
                 f"{certificate_path} certifies step {certificate.get('step')}, not step {step}"
@@ -99,15 +98,15 @@ def compute_overlap(
                 "certified": int(k <= trusted_k),
             }
         )
-    write_table(overlap_path, rows)
+    tables = {Path(overlap_path).name: write_table(overlap_path, rows)}
     dist_rows = []
     for k in distance_grid(kmax, (report_k,)):
         angles = mask_principal_angles(mask_rows[:, :k], first[:k])
         dist_rows.append({"k": k, **grassmann_distances(angles)})
-    write_table(distances_path, dist_rows)
+    tables[Path(distances_path).name] = write_table(distances_path, dist_rows)
     frob = attrs.get("frobenius_sq") or attrs.get("frobenius_sq_estimate")
     concentration = curvature_concentration(eigenvalues, frob) if frob else None
-    write_table(
+    tables[Path(spectrum_path).name] = write_table(
         spectrum_path,
         [
             {
@@ -135,6 +134,7 @@ def compute_overlap(
         "trusted_k": trusted_k,
         "certified": report_k <= trusted_k,
         "verdict": verdict,
+        "tables": tables,  # SHA-256 of each table beside this summary (read_table checks)
     }
     write_json_atomic(summary_path, summary)
     if report_k > trusted_k:

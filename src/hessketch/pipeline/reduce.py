@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -12,11 +11,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from hessketch.errors import SketchStoreError
 from hessketch.metrics import aposteriori_tail_bounds
 from hessketch.pipeline.common import EigenpairWriter
 from hessketch.seigh import reduce_sketch
-from hessketch.store import ZarrSketch, check_digests, verify_receipts, write_json_atomic
+from hessketch.store import (
+    ZarrSketch,
+    check_digests,
+    read_json,
+    verify_receipts,
+    write_json_atomic,
+)
 
 __all__ = ["reduce_sketch_store"]
 
@@ -24,13 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def _load_receipts(paths: list[str | Path]) -> list[tuple[str, dict]]:
-    receipts = []
-    for path in paths:
-        try:
-            receipts.append((str(path), json.loads(Path(path).read_text())))
-        except (OSError, json.JSONDecodeError) as err:
-            raise SketchStoreError(f"receipt {path} is missing or unreadable: {err}") from err
-    return receipts
+    return [(str(path), read_json(path, "receipt")) for path in paths]
 
 
 def reduce_sketch_store(

@@ -7,12 +7,16 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
 from hessketch.metrics import magnitude_order, mask_iou
-from hessketch.pipeline.common import eigenpair_dims, write_table
+from hessketch.pipeline.common import (
+    check_eigenpairs_at,
+    eigenpair_dims,
+    open_eigenpairs,
+    write_table,
+)
 from hessketch.trajectory import Trajectory
 
 __all__ = ["compute_stability", "eigenspace_overlap_streamed"]
@@ -26,7 +30,7 @@ def eigenspace_overlap_streamed(
     """``‖W_aᵀ W_b‖_F² / k`` of the top-``k`` eigenvectors of two files, read by row blocks."""
     dim = eigenpair_dims(path_a)[0]
     gram = torch.zeros(k, k, dtype=torch.float64)
-    with h5py.File(path_a, "r") as fa, h5py.File(path_b, "r") as fb:
+    with open_eigenpairs(path_a) as fa, open_eigenpairs(path_b) as fb:
         for start in range(0, dim, rows):
             a = torch.from_numpy(fa["eigenvectors"][start : start + rows, :k].astype(np.float64))
             b = torch.from_numpy(fb["eigenvectors"][start : start + rows, :k].astype(np.float64))
@@ -48,6 +52,8 @@ def compute_stability(
     """
     traj = Trajectory.open(trajectory_path)
     steps = sorted(eigenpairs)
+    for t in steps:
+        check_eigenpairs_at(eigenpairs[t], traj.params(t), f"step {t} of {trajectory_path}")
     masks = {t: magnitude_order(traj.params(t))[:k] for t in steps}
     dim = eigenpair_dims(eigenpairs[steps[0]])[0]
     pairs = sorted(

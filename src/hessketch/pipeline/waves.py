@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 
@@ -31,13 +30,13 @@ from hessketch.certificate import (
     probe_checks,
     residuals_from_images,
 )
-from hessketch.errors import HessketchError, NumericalError, SketchStoreError
+from hessketch.errors import NumericalError, SketchStoreError
 from hessketch.krylov import plan_next_block, rayleigh_ritz, row_blocks, write_next_block
-from hessketch.pipeline.common import EigenpairWriter, write_table
+from hessketch.pipeline.common import EigenpairWriter, open_eigenpairs, write_table
 from hessketch.pipeline.hessian_at_step import HessianSpec, hessian_provenance
 from hessketch.seigh import ritz_certificate
 from hessketch.sketch import SketchSpec
-from hessketch.store import TALL_ROW_CHUNK, verify_receipts, write_json_atomic
+from hessketch.store import TALL_ROW_CHUNK, read_json, verify_receipts, write_json_atomic
 from hessketch.trajectory import Trajectory, param_hash
 from hessketch.wavestore import StreamingDigests, WaveSpec, WaveStore, ZarrBasis, create_wave_store
 
@@ -52,10 +51,7 @@ log = logging.getLogger(__name__)
 
 
 def _load_json(path: str | Path, what: str) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise SketchStoreError(f"{what} {path} is missing or unreadable: {err}") from err
+    return read_json(path, what)
 
 
 def _sketch_spec(dim: int, sketch: dict[str, Any]) -> SketchSpec:
@@ -216,33 +212,28 @@ def create_verification_wave(
     *, eigenpairs_path: str | Path, pairs: int | None, block_size: int, store_path: str | Path
 ) -> None:
     """A wave whose ``V`` is the first ``pairs`` eigenvectors (all when ``None``)."""
-    try:
-        with h5py.File(eigenpairs_path, "r") as f:
-            dim, k = f["eigenvectors"].shape
-            n = k if pairs is None else min(pairs, k)
-            values = f["eigenvalues"][:n]
-            provenance = json.loads(f.attrs["provenance"])
-            vectors = f["eigenvectors"]
+    with open_eigenpairs(eigenpairs_path) as f:
+        dim, k = f["eigenvectors"].shape
+        n = k if pairs is None else min(pairs, k)
+        values = f["eigenvalues"][:n]
+        provenance = json.loads(f.attrs["provenance"])
+        vectors = f["eigenvectors"]
 
-            def fill(write: Any) -> None:
-                for rows in row_blocks(dim, n):
-                    write(rows, slice(None), torch.from_numpy(vectors[rows, :n]))
+        def fill(write: Any) -> None:
+            for rows in row_blocks(dim, n):
+                write(rows, slice(None), torch.from_numpy(vectors[rows, :n]))
 
-            create_wave_store(
-                store_path,
-                WaveSpec(dim, n, block_size),
-                provenance,
-                fill,
-                {
-                    "wave": "verification",
-                    "previous": [],
-                    "eigenvalues_sha256": _eigenvalues_digest(values),
-                },
-            )
-    except (OSError, KeyError) as err:
-        raise HessketchError(
-            f"eigenpair file {eigenpairs_path} is missing or corrupt: {err}"
-        ) from err
+        create_wave_store(
+            store_path,
+            WaveSpec(dim, n, block_size),
+            provenance,
+            fill,
+            {
+                "wave": "verification",
+                "previous": [],
+                "eigenvalues_sha256": _eigenvalues_digest(values),
+            },
+        )
     log.info("verification wave of %d eigenvectors (D=%d)", n, dim)
 
 
@@ -263,7 +254,7 @@ def certify_eigenpairs(
         [(str(r), _load_json(r, "receipt")) for r in receipt_paths],
     )
     n = store.spec.width
-    with h5py.File(eigenpairs_path, "r") as f:
+    with open_eigenpairs(eigenpairs_path) as f:
         values = f["eigenvalues"][:n]
     if _eigenvalues_digest(values) != store.attrs.get("eigenvalues_sha256"):
         raise SketchStoreError(
