@@ -93,6 +93,60 @@ def test_nondeterministic_model_is_refused() -> None:
         HessianOperator(model, theta, x, y, dtype=torch.float64)
 
 
+class FaintNoise(nn.Module):
+    """Noise of at most 1e-5 relative: below the old tolerance of 1e-4."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * (1 + 1e-5 * torch.rand(1, dtype=x.dtype))
+
+
+class TurnsRandom(nn.Module):
+    """Deterministic for its first ``calm`` forward passes, then noisy (a model that turns
+    random later: a layer switched to training mode, a flaky device)."""
+
+    def __init__(self, calm: int) -> None:
+        super().__init__()
+        self.calm, self.calls = calm, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls <= self.calm:
+            return x
+        return x * (1 + 0.01 * torch.rand(1, dtype=x.dtype))
+
+
+def test_faint_noise_is_refused() -> None:
+    """Issue: noise below the old 1e-4 tolerance passed the determinism check."""
+    model = nn.Sequential(nn.Linear(5, 4), FaintNoise(), nn.Tanh(), nn.Linear(4, 3))
+    theta = flatten_params(model)
+    x, y = torch.randn(11, 5), torch.randint(0, 3, (11,))
+    with pytest.raises(NonDeterminismError, match="not deterministic"):
+        HessianOperator(model, theta, x, y)
+
+
+def test_a_model_that_turns_random_later_is_caught() -> None:
+    """Issue: the determinism check ran once, at construction."""
+    model = nn.Sequential(nn.Linear(5, 4), TurnsRandom(calm=4), nn.Tanh(), nn.Linear(4, 3))
+    theta = flatten_params(model)
+    x, y = torch.randn(11, 5), torch.randint(0, 3, (11,))
+    op = HessianOperator(model, theta, x, y, recheck_every=3)  # 2 products: 2 forward passes
+    v = torch.randn(op.dim, 2)
+    op.matmat(v)
+    op.matmat(v)  # forward passes 3 and 4: still calm
+    with pytest.raises(NonDeterminismError, match="after 6 Hessian-vector products"):
+        op.matmat(v)  # the recheck after the third call sees the noise
+
+
+def test_rechecks_of_a_deterministic_model_pass_and_cost_nothing_counted() -> None:
+    model, theta, x, y = tiny_problem()
+    op = HessianOperator(model, theta, x, y, dtype=torch.float64, recheck_every=2)
+    v = torch.randn(op.dim, 3, dtype=torch.float64)
+    first = op.matmat(v)
+    for _ in range(5):
+        assert torch.equal(op.matmat(v), first)
+    assert op.rechecks == 3 and op.num_products == 18
+
+
 def test_bad_arguments() -> None:
     model, theta, x, y = tiny_problem()
     with pytest.raises(ValueError, match="same, non-zero number"):

@@ -45,7 +45,7 @@ PLOT_RULES = {
     "plot_spectra",
     "plot_training_curves",
 }
-GPU_RULES = {"measure_sketch_shard"}
+GPU_RULES = {"measure_sketch_shard", "measure_wave_shard"}
 RUN_TIMEOUT = 600  # seconds for one full run; the tiny study takes about 5 min on 2 cores
 
 

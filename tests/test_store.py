@@ -94,6 +94,11 @@ def test_one_and_seven_shards_give_identical_sketches(trajectory: Path, tmp_path
     values_seven, _ = reduce(tmp_path / "seven.zarr", seven, tmp_path / "r7")
     assert values_one.tobytes() == values_seven.tobytes()
     assert report["hvps"] == SKETCH["s"] + SKETCH["probes"]
+    receipt = json.loads(seven[0].read_text())
+    assert receipt["determinism"]["cuda_matmul_tf32"] is False
+    assert receipt["determinism"]["cudnn_tf32"] is False
+    assert receipt["determinism"]["deterministic_algorithms"] is True
+    assert receipt["determinism"]["rechecks_passed"] >= 0 and receipt["batch_size"] == 20
 
 
 def test_missing_receipt_is_reported(trajectory: Path, tmp_path: Path) -> None:

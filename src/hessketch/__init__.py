@@ -8,12 +8,13 @@ from hessketch.certificate import Certificate, certify
 from hessketch.errors import (
     DataError,
     HessketchError,
+    IntegrityError,
     NonDeterminismError,
     NumericalError,
     SketchStoreError,
     TrajectoryError,
 )
-from hessketch.hessian import HessianOperator, dense_matrix
+from hessketch.hessian import HessianOperator, dense_matrix, deterministic_mode
 from hessketch.models import build_model, flatten_params, register_model, unflatten_params
 from hessketch.seigh import Decomposition, decompose, measure_sketch, reduce_sketch, seigh
 from hessketch.sketch import SketchSpec
@@ -25,6 +26,7 @@ __all__ = [
     "Decomposition",
     "HessianOperator",
     "HessketchError",
+    "IntegrityError",
     "NonDeterminismError",
     "NumericalError",
     "SketchSpec",
@@ -34,6 +36,7 @@ __all__ = [
     "certify",
     "decompose",
     "dense_matrix",
+    "deterministic_mode",
     "flatten_params",
     "make_test_matrix",
     "measure_sketch",

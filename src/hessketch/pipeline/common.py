@@ -29,6 +29,7 @@ from hessketch.data import (
     read_idx,
 )
 from hessketch.errors import DataError, HessketchError, IntegrityError
+from hessketch.hessian import deterministic_mode
 from hessketch.store import fresh_temporary, read_json
 from hessketch.trajectory import param_hash
 
@@ -72,6 +73,7 @@ def run_stage(log_path: str | Path | None, threads: int, stage: Any, **kwargs: A
     train_model, ...)``.
     """
     setup_logging(log_path)
+    deterministic_mode()  # before any CUDA operation: bit-identical reruns on GPUs too
     torch.set_num_threads(max(1, int(threads)))
     try:
         stage(**kwargs)

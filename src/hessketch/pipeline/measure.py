@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from hessketch.errors import SketchStoreError
-from hessketch.hessian import HessianOperator
+from hessketch.hessian import HessianOperator, determinism_settings, deterministic_mode
 from hessketch.pipeline.common import pick_device
 from hessketch.pipeline.hessian_at_step import (
     DTYPES,
@@ -154,6 +154,7 @@ def _run_shard(
             "hessian_set": provenance["hessian_set"]["points_sha256"],
             "batch_size": op.batch_size,
             "hvps": op.num_products,
+            "determinism": {**determinism_settings(), "rechecks_passed": op.rechecks},
             "hvp_seconds": op.seconds,
             "seconds": time.perf_counter() - started,
             "device": torch.cuda.get_device_name(dev)
@@ -177,6 +178,7 @@ def measure_sketch_shard(
     device: str = "auto",
 ) -> None:
     """Measure the blocks owned by one shard, write them into the store, then the receipt."""
+    deterministic_mode()
     parse_scatter_item(scatter_item)
     sketch = ZarrSketch.open(store_path, mode="r+")
     dev = pick_device(device)
@@ -202,6 +204,7 @@ def measure_wave_shard(
 
     Each block of ``V`` is checked against the digest recorded when the wave was created.
     """
+    deterministic_mode()
     parse_scatter_item(scatter_item)
     wave = WaveStore.open(store_path, mode="r+")
     dev = pick_device(device)
