@@ -37,6 +37,12 @@ def test_the_tiny_and_default_configs_pass(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
+        ({"hessian": {"steps": [0, 999], "set": {"train": 50}}}, "training.steps"),
+        ({"overlap": {"report_k": 999}}, "overlap.report_k: 999 exceeds sketch.k=40"),
+        ({"hessian": {"steps": [0, 100, 200], "set": {"train": 55}}}, "hessian.set.train"),
+        ({"sketch": {"k": 40, "passes": 2, "wave_width": 10}}, "sketch.passes"),
+        ({"sketch": {"k": 40, "wave_width": 100}}, "sketch.wave_width"),
+        ({"sketch": {"k": 40}, "certificate": {"pairs": 41}}, "certificate.pairs"),
         ({"sketch": {"k": 40.0}}, "sketch.k: 40.0 is a float; write the integer 40"),
         ({"training": {"steps": 200.0}}, "training.steps: 200.0 is a float"),
         ({"hessian": {"steps": [0, 100.0], "set": {"train": 50}}}, r"hessian.steps\[1\]: 100.0"),
