@@ -16,9 +16,14 @@ from hessketch.metrics import (
     mask_overlap_curve,
     mask_principal_angles,
 )
-from hessketch.pipeline.common import eigenpair_dims, read_eigenpairs, write_table
+from hessketch.pipeline.common import (
+    check_eigenpairs_at,
+    eigenpair_dims,
+    read_eigenpairs,
+    write_table,
+)
 from hessketch.store import read_json, write_json_atomic
-from hessketch.trajectory import Trajectory, param_hash
+from hessketch.trajectory import Trajectory
 
 __all__ = ["compute_overlap", "distance_grid"]
 
@@ -67,13 +72,9 @@ def compute_overlap(
     order = magnitude_order(theta)[:kmax]
     gen = torch.Generator().manual_seed(random_mask_seed)
     random_order = torch.randperm(dim, generator=gen)[:kmax]
+    check_eigenpairs_at(eigenpairs_path, theta, f"step {step} of {trajectory_path}")
     eigenvalues, mask_rows, attrs = read_eigenpairs(eigenpairs_path, rows=order)
     _, random_rows, _ = read_eigenpairs(eigenpairs_path, rows=random_order)
-    if attrs["provenance"]["param_hash"] != param_hash(theta):
-        raise HessketchError(
-            f"{eigenpairs_path} was computed at other parameters than step {step} of "
-            f"{trajectory_path} (parameter hashes differ): it is stale"
-        )
     trusted_k, verdict = kmax, "exact eigendecomposition (dense float64 Hessian)"
     if certificate_path is not None:
         certificate = read_json(certificate_path, "certificate")
