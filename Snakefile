@@ -2,12 +2,14 @@
 # overlap with parameter-magnitude masks.
 #
 # Results path scheme (all under results/<run>/):
-#   train/trajectory.h5, train/metrics.tsv                 parameters at recorded steps
-#   hessian/step~<t>/sketch.zarr                           Y, Z, PhiY, HOmega of one Hessian
-#   hessian/step~<t>/receipts/shard~<i>-of-<n>.json        what each measurement shard wrote
-#   hessian/step~<t>/method~<sketched|exact>/eigenpairs.h5 eigenvalues and eigenvectors
-#   hessian/step~<t>/method~<m>/{overlap,distances,spectrum}.tsv, summary.json
-#   figures/<name>.{pdf,png}
+#   train/trajectory.h5, train/metrics.tsv             parameters and buffers at recorded steps
+#   hessian/set~<s>/points.h5                          the points of Hessian set <s> (a split)
+#   hessian/set~<s>/step~<t>/sketch.zarr               Y, Z, PhiY, HOmega of one Hessian
+#   hessian/set~<s>/step~<t>/receipts/shard~<i>-of-<n>.json   what each measurement shard wrote
+#   hessian/set~<s>/step~<t>/method~<sketched|exact>/eigenpairs.h5   eigenvalues, eigenvectors
+#   hessian/set~<s>/step~<t>/method~<m>/{overlap,distances,spectrum}.tsv, summary.json
+#   hessian/set~<s>/{comparison,stability}.tsv         per set, across steps
+#   figures/<name>.{pdf,png}                           one panel per Hessian set
 #   logs/<rule>/..., benchmarks/<rule>/...
 
 
@@ -41,8 +43,8 @@ rule all:
     input:
         all_figures(),
         all_summaries(),
-        comparison(),
-        f"{RESULTS}/stability.tsv",
+        comparisons(),
+        per_set("stability"),
         all_intermediates(),
 
 

@@ -16,6 +16,15 @@ import torch
 from hessketch.hessian import HVP_METHODS, HessianOperator
 from hessketch.models import build_model, flatten_params, unflatten_params
 
+# input shape of one example (image batches are (N, C, H, W)) and number of classes, per model
+INPUTS = {
+    "mlp16": ((1, 16, 16), 10),
+    "cnn3c3d": ((3, 32, 32), 10),
+    "cnn2c2d": ((1, 28, 28), 10),
+    "allcnnc": ((3, 32, 32), 100),
+    "resnet18": ((3, 224, 224), 1000),
+}
+
 
 def median_seconds(fn, repeats: int) -> float:
     fn()  # warm-up
@@ -29,7 +38,7 @@ def median_seconds(fn, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="mlp16")
+    parser.add_argument("--model", default="mlp16", choices=list(INPUTS))
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--blocks", type=int, nargs="+", default=[1, 16, 64, 256])
     parser.add_argument("--repeats", type=int, default=7)
@@ -37,8 +46,9 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_model({"name": args.model}).eval()
     theta = flatten_params(model)
-    x = torch.randn(args.points, 256)
-    y = torch.randint(0, 10, (args.points,))
+    shape, classes = INPUTS[args.model]
+    x = torch.randn(args.points, *shape)
+    y = torch.randint(0, classes, (args.points,))
 
     def gradient() -> None:
         flat = theta.clone().requires_grad_(True)

@@ -37,16 +37,19 @@ def test_the_tiny_and_default_configs_pass(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"hessian": {"steps": [0, 999], "set": {"train": 50}}}, "training.steps"),
+        ({"hessian": {"steps": [0, 999], "sets": {"train": 50}}}, "training.steps"),
         ({"overlap": {"report_k": 999}}, "overlap.report_k: 999 exceeds sketch.k=40"),
-        ({"hessian": {"steps": [0, 100, 200], "set": {"train": 55}}}, "hessian.set.train"),
+        ({"hessian": {"steps": [0, 100, 200], "sets": {"val": 50}}}, "hessian.sets.val: mnist"),
+        ({"data": {"dataset": "svhn"}}, "data.dataset: 'svhn' is not a registered data set"),
+        ({"model": {"name": "mlp", "width": [64, 10]}}, "model.width"),
+        ({"model": {"name": "resnet50"}}, "model.name"),
         ({"sketch": {"k": 40, "passes": 2, "wave_width": 10}}, "sketch.passes"),
         ({"sketch": {"k": 40, "wave_width": 100}}, "sketch.wave_width"),
         ({"sketch": {"k": 40}, "certificate": {"pairs": 41}}, "certificate.pairs"),
         ({"sketch": {"k": 40.0}}, "sketch.k: 40.0 is a float; write the integer 40"),
         ({"training": {"steps": 200.0}}, "training.steps: 200.0 is a float"),
-        ({"hessian": {"steps": [0, 100.0], "set": {"train": 50}}}, r"hessian.steps\[1\]: 100.0"),
-        ({"hessian": {"steps": [0], "set": {"train": 50.0}}}, "hessian.set.train: 50.0"),
+        ({"hessian": {"steps": [0, 100.0], "sets": {"train": 50}}}, r"hessian.steps\[1\]: 100.0"),
+        ({"hessian": {"steps": [0], "sets": {"train": 50.0}}}, "hessian.sets.train: 50.0"),
         ({"sketch": {"k": 1300, "s": 2600}}, "sketch.k: 1300 exceeds the model's D=1,210"),
         ({"sketch": {"k": 40, "s": 1211}}, "sketch.s: 1211 exceeds the model's D=1,210"),
         (
@@ -56,8 +59,7 @@ def test_the_tiny_and_default_configs_pass(tmp_path: Path) -> None:
         ({"exact": {"steps": [0], "k": 2000}}, "exact.k: 2000 exceeds the model's D=1,210"),
         ({"exact": {"steps": [0], "k": 40, "max_dim": 1000}}, "exceeds exact.max_dim=1,000"),
         ({"model": {"name": "mlp", "widths": [100, 16, 10]}}, "does not accept this data"),
-        ({"data": {"dataset": "mnist", "image_size": 10}}, r"shape \(100,\)"),
-        ({"model": {"name": "mlp", "widths": [64, 16, 7]}}, "has 10 classes"),
+        ({"data": {"dataset": "mnist", "image_size": 10}}, r"shape \(1, 10, 10\)"),
         ({"model": {"name": "cnn3c3d"}}, "does not accept this data"),
     ],
 )
@@ -69,8 +71,10 @@ def test_relations_name_the_key(changes: dict, message: str) -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"hessian": {"steps": [0, 100, 200], "set": {"train": 600}}}, "set.train: 600 points"),
-        ({"hessian": {"steps": [0, 100, 200], "set": {"test": 250}}}, "only 20 of class 0"),
+        ({"hessian": {"steps": [0, 100, 200], "sets": {"train": 55}}}, "hessian.sets.train: 55"),
+        ({"model": {"name": "mlp", "widths": [64, 16, 7]}}, "has 10 classes"),
+        ({"hessian": {"steps": [0, 100, 200], "sets": {"train": 600}}}, "sets.train: 600 points"),
+        ({"hessian": {"steps": [0, 100, 200], "sets": {"test": 250}}}, "only 20 of class 0"),
         ({"training": {"batch_size": 501}}, "training.batch_size: 501 exceeds the 500 points"),
     ],
 )

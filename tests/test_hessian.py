@@ -32,7 +32,7 @@ def test_mlp16_has_the_papers_parameter_count() -> None:
     assert num_params(build_model({"name": "mlp16"})) == 7030
     model = build_model({"name": "cnn3c3d"})
     assert num_params(model) == 895_210  # DeepOBS cifar10_3c3d
-    assert model(torch.rand(2, 3, 32, 32)).shape == model(torch.rand(2, 3072)).shape == (2, 10)
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
 
 @pytest.mark.parametrize("method", HVP_METHODS)

@@ -17,8 +17,9 @@ from idx_files import write_fake_mnist
 
 from hessketch.errors import IntegrityError, SketchStoreError
 from hessketch.models import build_model, flatten_params
-from hessketch.pipeline.common import EigenpairWriter, read_eigenpairs
+from hessketch.pipeline.common import DataSpec, EigenpairWriter, read_eigenpairs
 from hessketch.pipeline.hessian_at_step import HessianSpec
+from hessketch.pipeline.hessian_set import extract_hessian_set
 from hessketch.pipeline.measure import create_sketch_store, measure_sketch_shard
 from hessketch.pipeline.reduce import reduce_sketch_store
 from hessketch.sketch import SketchSpec
@@ -26,7 +27,20 @@ from hessketch.store import ZarrSketch, create_store, write_json_atomic
 from hessketch.trajectory import write_trajectory
 
 MODEL = {"name": "mlp", "widths": [64, 8, 10]}
-HESSIAN = HessianSpec(counts={"train": 30, "test": 20}, batch_size=20)
+DATA = {"dataset": "mnist", "image_size": 8}
+
+
+def extract(root: Path, folder: Path) -> None:
+    """The Hessian set of the stores here: 30 train points (3 per class), beside a trajectory."""
+    spec = DataSpec(**DATA, root=str(root))
+    extract_hessian_set(data=spec, split="train", n=30, path=folder / "points.h5")
+
+
+def hessian_for(trajectory: Path) -> HessianSpec:
+    """The Hessian of the set extracted beside ``trajectory``."""
+    return HessianSpec(points=str(trajectory.parent / "points.h5"), batch_size=20)
+
+
 SKETCH = {"k": 12, "s": 30, "seed": 4, "test_matrix": "ssrft", "block_size": 4, "probes": 3}
 
 
@@ -38,8 +52,9 @@ def trajectory(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = build_model(MODEL)
     theta = flatten_params(model)
     path = root / "trajectory.h5"
-    meta = {"model": MODEL, "data": {"dataset": "mnist", "root": str(root), "image_size": 8}}
+    meta = {"model": MODEL, "data": {**DATA, "root": str(root)}}
     write_trajectory(path, [0, 5], [theta, theta * 1.5], meta)
+    extract(root, root)
     return path
 
 
@@ -47,7 +62,7 @@ def shard(trajectory: Path, store: Path, item: str, receipt: Path, step: int = 0
     measure_sketch_shard(
         trajectory_path=trajectory,
         step=step,
-        hessian=HESSIAN,
+        hessian=hessian_for(trajectory),
         store_path=store,
         scatter_item=item,
         receipt_path=receipt,
@@ -57,7 +72,11 @@ def shard(trajectory: Path, store: Path, item: str, receipt: Path, step: int = 0
 
 def measure(trajectory: Path, store: Path, shards: int, step: int = 0) -> list[Path]:
     create_sketch_store(
-        trajectory_path=trajectory, step=step, hessian=HESSIAN, sketch=SKETCH, store_path=store
+        trajectory_path=trajectory,
+        step=step,
+        hessian=hessian_for(trajectory),
+        sketch=SKETCH,
+        store_path=store,
     )
     receipts = []
     for i in range(1, shards + 1):
@@ -113,7 +132,7 @@ def test_receipt_of_a_recreated_store_is_stale(trajectory: Path, tmp_path: Path)
     create_sketch_store(
         trajectory_path=trajectory,
         step=0,
-        hessian=HESSIAN,
+        hessian=hessian_for(trajectory),
         sketch=SKETCH,
         store_path=tmp_path / "s.zarr",
     )
@@ -171,30 +190,42 @@ def test_an_edited_receipt_is_refused(trajectory: Path, tmp_path: Path) -> None:
 def test_store_of_other_parameters_is_refused(trajectory: Path, tmp_path: Path) -> None:
     store = tmp_path / "s.zarr"
     create_sketch_store(
-        trajectory_path=trajectory, step=5, hessian=HESSIAN, sketch=SKETCH, store_path=store
+        trajectory_path=trajectory,
+        step=5,
+        hessian=hessian_for(trajectory),
+        sketch=SKETCH,
+        store_path=store,
     )
     with pytest.raises(SketchStoreError, match="it is stale"):
         shard(trajectory, store, "1-of-1", tmp_path / "r.json")
 
 
 def test_data_rewritten_in_place_is_refused_by_the_next_shard(tmp_path: Path) -> None:
-    """Issue: regenerated IDX files under the same root mixed two Hessian sets in one sketch."""
+    """Issue: regenerated IDX files under the same root mixed two Hessian sets in one sketch.
+
+    Shards read only the extracted set, so a shard after the rewrite still measures the old
+    points; once the set is extracted again (the workflow does: the data are its inputs), the
+    next shard refuses the store.
+    """
     root = write_fake_mnist(tmp_path / "data", n_train=100, n_test=50)
     torch.manual_seed(1)
     theta = flatten_params(build_model(MODEL))
     traj = tmp_path / "trajectory.h5"
-    meta = {"model": MODEL, "data": {"dataset": "mnist", "root": str(root), "image_size": 8}}
+    meta = {"model": MODEL, "data": {**DATA, "root": str(root)}}
     write_trajectory(traj, [0], [theta], meta)
+    extract(root, tmp_path)
     store = tmp_path / "s.zarr"
     create_sketch_store(
-        trajectory_path=traj, step=0, hessian=HESSIAN, sketch=SKETCH, store_path=store
+        trajectory_path=traj, step=0, hessian=hessian_for(traj), sketch=SKETCH, store_path=store
     )
     shard(traj, store, "1-of-2", tmp_path / "r1.json")
-    before = arrays(store)
     write_fake_mnist(root, n_train=100, n_test=50, seed=1)  # same files, same labels, new pixels
-    with pytest.raises(SketchStoreError, match=r"data files changed.*--forcerun train_model"):
-        shard(traj, store, "2-of-2", tmp_path / "r2.json")
-    assert not (tmp_path / "r2.json").exists()
+    shard(traj, store, "2-of-2", tmp_path / "r2.json")  # the shard reads the extracted set only
+    before = arrays(store)
+    extract(root, tmp_path)  # the workflow extracts the set again: its input data changed
+    with pytest.raises(SketchStoreError, match=r"changed data files.*--forcerun train_model"):
+        shard(traj, store, "2-of-2", tmp_path / "r2b.json")
+    assert not (tmp_path / "r2b.json").exists()
     after = arrays(store)
     assert all(np.array_equal(before[n], after[n], equal_nan=True) for n in before)
 
@@ -231,9 +262,13 @@ def test_shard_killed_midway_then_rerun_is_bit_identical(trajectory: Path, tmp_p
     reference = measure(trajectory, tmp_path / "ref.zarr", 1)
     store, receipt = tmp_path / "s.zarr", tmp_path / "receipt.json"
     create_sketch_store(
-        trajectory_path=trajectory, step=0, hessian=HESSIAN, sketch=SKETCH, store_path=store
+        trajectory_path=trajectory,
+        step=0,
+        hessian=hessian_for(trajectory),
+        sketch=SKETCH,
+        store_path=store,
     )
-    code = CRASHING_SHARD.replace("{hessian}", repr(HESSIAN.__dict__))
+    code = CRASHING_SHARD.replace("{hessian}", repr(hessian_for(trajectory).__dict__))
     proc = subprocess.run(
         [sys.executable, "-c", code, str(trajectory), str(store), str(receipt)],
         capture_output=True,

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import h5py
 import pytest
 import torch
+from torch import nn
 
 from hessketch.errors import NumericalError, TrajectoryError
 from hessketch.hessian import HessianOperator, dense_matrix
-from hessketch.models import build_model, flatten_params
+from hessketch.models import build_model, flatten_params, load_flat_params, register_model
 from hessketch.pipeline.exact import refuse_degenerate
 from hessketch.training import SGDConfig, train_sgd
-from hessketch.trajectory import Trajectory, param_hash, write_trajectory
+from hessketch.trajectory import (
+    Trajectory,
+    flatten_buffers,
+    param_hash,
+    write_trajectory,
+)
 
 MODEL = {"name": "mlp", "widths": [6, 5, 3]}
 
@@ -108,3 +115,76 @@ def test_zero_hessian_is_refused() -> None:
     matrix[3, 3] = float("nan")
     with pytest.raises(NumericalError, match="has non-finite entries"):
         refuse_degenerate(matrix, "the Hessian at step 7")
+
+
+@register_model("test-bn-convnet")
+def bn_convnet() -> nn.Module:
+    """A small convnet with BatchNorm: its eval-mode Hessian depends on the running statistics."""
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 6 * 6, 3),
+    )
+
+
+def test_a_batchnorm_hessian_at_a_recorded_step_is_the_live_models(tmp_path: Path) -> None:
+    """The trajectory holds every buffer; the Hessian at a recorded step (eval mode, that step's
+    running statistics) equals the one of the trained model object itself."""
+    spec = {"name": "test-bn-convnet"}
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(60, 1, 8, 8, generator=gen), torch.randint(0, 3, (60,), generator=gen)
+    cfg = SGDConfig(lr=0.05, batch_size=10, steps=15, seed=3, record_steps=(0, 15), eval_every=15)
+    torch.manual_seed(cfg.seed)
+    live = build_model(spec)
+    params: dict[int, torch.Tensor] = {}
+    buffers: dict[int, torch.Tensor] = {}
+
+    def on_record(step: int, flat: torch.Tensor) -> None:
+        params[step], buffers[step] = flat, flatten_buffers(live)
+
+    train_sgd(live, (x, y), (x[:20], y[:20]), cfg, on_record=on_record)
+    write_trajectory(
+        tmp_path / "t.h5",
+        [0, 15],
+        [params[0], params[15]],
+        {"model": spec},
+        [
+            buffers[0],
+            buffers[15],
+        ],
+    )
+    traj = Trajectory.open(tmp_path / "t.h5")
+    assert torch.equal(traj.buffers(15), flatten_buffers(live))
+    assert not torch.equal(traj.buffers(0), traj.buffers(15))  # the statistics moved
+    recorded, flat = traj.model(15)
+    assert not recorded.training and torch.equal(flat, flatten_params(live))
+    points = (x[:30].double(), y[:30])
+    v = torch.randn(flat.numel(), 5, generator=gen, dtype=torch.float64)
+    ops = {
+        name: HessianOperator(model, flatten_params(model), *points, dtype=torch.float64) @ v
+        for name, model in (("recorded", recorded), ("live", copy.deepcopy(live)))
+    }
+    assert torch.equal(ops["recorded"], ops["live"])
+    # with the initial statistics (what a trajectory without buffers would give) it differs
+    stale = build_model(spec)
+    load_flat_params(stale, flat)
+    wrong = HessianOperator(stale, flat, *points, dtype=torch.float64) @ v
+    assert (wrong - ops["live"]).norm() > 1e-3 * ops["live"].norm()
+    # a damaged buffer row is refused
+    with h5py.File(tmp_path / "t.h5", "r+") as f:
+        f["buffers"][1, 0] += 1.0
+    with pytest.raises(TrajectoryError, match=r"buffers .* of step 15 fail their checksum"):
+        Trajectory.open(tmp_path / "t.h5").model(15)
+
+
+def test_a_model_without_buffers_writes_none(tmp_path: Path) -> None:
+    model = build_model(MODEL)
+    write_trajectory(
+        tmp_path / "t.h5", [0], [flatten_params(model)], {"model": MODEL}, [flatten_buffers(model)]
+    )
+    traj = Trajectory.open(tmp_path / "t.h5")
+    assert traj.buffers(0).numel() == 0 and traj.buffers_hash(0) is None
+    with h5py.File(tmp_path / "t.h5", "r") as f:
+        assert "buffers" not in f

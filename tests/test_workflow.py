@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from hessketch.metrics import magnitude_order
 from hessketch.pipeline.common import read_eigenpairs, read_table
 from hessketch.pipeline.compare import compare_to_exact
 from hessketch.pipeline.hessian_at_step import HessianSpec, hessian_at_step
+from hessketch.pipeline.hessian_set import read_hessian_set
 from hessketch.pipeline.stability import compute_stability
 from hessketch.trajectory import Trajectory
 
@@ -86,9 +88,13 @@ def test_lint_is_clean() -> None:
 def test_dry_run_of_the_default_study(tmp_path: Path) -> None:
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     jobs = planned_jobs(snakemake(tmp_path, "-n", config=config))
-    steps, exact = len(config["hessian"]["steps"]), len(config["exact"]["steps"])
+    sets = len(config["hessian"]["sets"])  # train and test: each its own Hessian
+    assert sets == 2
+    steps = sets * len(config["hessian"]["steps"])
+    exact = sets * len(config["exact"]["steps"])
     assert jobs == {
         "train_model": 1,
+        "extract_hessian_set": sets,
         "create_sketch_store": steps,
         "measure_sketch_shard": steps * config["sketch"]["shards"],
         "reduce_sketch": steps,
@@ -97,8 +103,8 @@ def test_dry_run_of_the_default_study(tmp_path: Path) -> None:
         "certify_eigenpairs": steps,
         "exact_hessian": exact,
         "compute_overlap": steps + exact,
-        "compare_to_exact": 1,
-        "compute_stability": 1,
+        "compare_to_exact": sets,
+        "compute_stability": sets,
         "plot_overlap_over_training": 1,
         "plot_overlap_vs_k": 1,
         "plot_spectra": 1,
@@ -132,10 +138,10 @@ def test_config_errors_name_the_key_before_any_job(
 
 def test_config_errors_that_need_the_data_or_the_command_line(tmp_path: Path) -> None:
     data = write_fake_mnist(tmp_path / "data")  # 50 train and 20 test points per class
-    config = with_changes(TINY, data={"root": str(data)}, hessian={"set": {"test": 250}})
+    config = with_changes(TINY, data={"root": str(data)}, hessian={"sets": {"test": 250}})
     result = snakemake(tmp_path, "-n", config=config)
     assert result.returncode != 0
-    assert "hessian.set.test: 250 points need 25 per class" in result.stdout + result.stderr
+    assert "hessian.sets.test: 250 points need 25 per class" in result.stdout + result.stderr
     result = snakemake(tmp_path, "-n", "--set-scatter", "measure=0", config=TINY)
     assert result.returncode != 0
     assert "at least one measurement shard" in result.stdout + result.stderr
@@ -159,11 +165,10 @@ def test_tiny_run_outputs(tiny_run: tuple[Path, dict]) -> None:
             assert (run / "figures" / f"{name}.{ext}").stat().st_size > 1000
     # the summary's overlap equals a direct computation from the eigenpairs and the parameters
     k = config["overlap"]["report_k"]
-    for step in config["hessian"]["steps"]:
-        summary = json.loads(
-            (run / f"hessian/step~{step}/method~sketched/summary.json").read_text()
-        )
-        _, vectors, _ = read_eigenpairs(run / f"hessian/step~{step}/method~sketched/eigenpairs.h5")
+    for hset, step in itertools.product(config["hessian"]["sets"], config["hessian"]["steps"]):
+        here = run / f"hessian/set~{hset}/step~{step}/method~sketched"
+        summary = json.loads((here / "summary.json").read_text())
+        _, vectors, _ = read_eigenpairs(here / "eigenpairs.h5")
         mask = magnitude_order(Trajectory.open(run / "train/trajectory.h5").params(step))[:k]
         direct = float(vectors[mask, :k].square().sum() / k)
         assert summary["overlap"] == pytest.approx(direct, rel=1e-12)
@@ -173,26 +178,36 @@ def test_tiny_run_outputs(tiny_run: tuple[Path, dict]) -> None:
         torch.testing.assert_close(
             gram, torch.eye(gram.shape[0], dtype=gram.dtype), atol=1e-5, rtol=0
         )
-    comparison = read_table(run / "comparison.tsv")
-    assert list(comparison["step"]) == config["exact"]["steps"]
-    # tiny net, k = 40 of D = 1,210: the median relative error of the top-10 eigenvalues is
-    # below 2 % after training (decaying spectrum) and below 10 % at the flat random init
-    errors = comparison["median_rel_error_top10"]
-    assert errors[-1] < 0.02 and np.all(errors < 0.10)
-    report = json.loads((run / "hessian/step~200/method~sketched/report.json").read_text())
+    # train and test are different Hessians: their sets, eigenpairs and overlaps differ
+    sets = [read_hessian_set(run / f"hessian/set~{h}/points.h5")[2] for h in ("train", "test")]
+    assert [s["split"] for s in sets] == ["train", "test"] and [s["n"] for s in sets] == [50, 50]
+    assert sets[0]["points_sha256"] != sets[1]["points_sha256"]
+    for hset in config["hessian"]["sets"]:
+        comparison = read_table(run / f"hessian/set~{hset}/comparison.tsv")
+        assert list(comparison["step"]) == config["exact"]["steps"]
+        # tiny net, k = 40 of D = 1,210: the median relative error of the top-10 eigenvalues
+        # is below 2 % after training (decaying spectrum) and below 10 % at the flat random init
+        errors = comparison["median_rel_error_top10"]
+        assert errors[-1] < 0.02 and np.all(errors < 0.10), (hset, errors)
+    report = json.loads(
+        (run / "hessian/set~train/step~200/method~sketched/report.json").read_text()
+    )
     assert report["hvps"] == config["sketch"]["s"] + config["sketch"]["probes"]
     assert len(report["shards"]) == config["sketch"]["shards"]
     # the certificate's residuals are the true ones: ‖Hw − λw‖ against the dense Hessian
     check_certificate_against_dense(run, config, step=200)
+    check_certificate_against_dense(run, config, step=200, hset="test")
 
 
-def check_certificate_against_dense(run: Path, config: dict, step: int) -> dict:
+def check_certificate_against_dense(
+    run: Path, config: dict, step: int, hset: str = "train"
+) -> dict:
     """The certificate of ``step`` agrees with residuals computed from the dense Hessian."""
-    base = run / f"hessian/step~{step}/method~sketched"
+    base = run / f"hessian/set~{hset}/step~{step}/method~sketched"
     certificate = json.loads((base / "certificate.json").read_text())
     table = read_table(base / "certificate.tsv")
     values, vectors, _ = read_eigenpairs(base / "eigenpairs.h5")
-    hessian = dense_hessian(run, config, step)
+    hessian = dense_hessian(run, step, hset)
     residuals = (hessian @ vectors - vectors * values).norm(dim=0) / vectors.norm(dim=0)
     # float32 products: residuals agree to 1e-4 relative to ‖H‖₂
     norm = float(torch.linalg.eigvalsh(hessian).abs().max())
@@ -218,7 +233,7 @@ def test_later_stages_check_what_they_read(tiny_run: tuple[Path, dict], tmp_path
     traj = run / "train" / "trajectory.h5"
 
     def files(step: int, method: str) -> dict[str, Path]:
-        here = run / "hessian" / f"step~{step}" / f"method~{method}"
+        here = run / "hessian" / "set~train" / f"step~{step}" / f"method~{method}"
         return {"eigenpairs": here / "eigenpairs.h5", "summary": here / "summary.json"}
 
     exact_steps = config["exact"]["steps"]
@@ -276,8 +291,9 @@ def test_later_stages_check_what_they_read(tiny_run: tuple[Path, dict], tmp_path
         read_table(edited / "overlap.tsv")
 
 
-def dense_hessian(run: Path, config: dict, step: int) -> torch.Tensor:
-    spec = HessianSpec(counts=config["hessian"]["set"], batch_size=40, dtype="float64")
+def dense_hessian(run: Path, step: int, hset: str = "train") -> torch.Tensor:
+    points = str(run / f"hessian/set~{hset}/points.h5")
+    spec = HessianSpec(points=points, batch_size=40, dtype="float64")
     op, _ = hessian_at_step(run / "train/trajectory.h5", step, spec, device=torch.device("cpu"))
     return dense_matrix(op)
 
@@ -293,7 +309,9 @@ def test_rerun_behaviour(tiny_run: tuple[Path, dict]) -> None:
     }
     restyled = with_changes(config, plots={"style": {"dpi": 80}})
     assert planned_jobs(snakemake(workdir, "-n", config=restyled)) == plots
-    steps = len(config["hessian"]["steps"])
+    sets = len(config["hessian"]["sets"])
+    steps = sets * len(config["hessian"]["steps"])  # Hessians: every set at every step
+    exact = sets * len(config["exact"]["steps"])
     new_k = with_changes(config, sketch={"k": 30, "s": 60}, overlap={"report_k": 20})
     assert planned_jobs(snakemake(workdir, "-n", config=new_k)) == {
         "create_sketch_store": steps,
@@ -303,8 +321,8 @@ def test_rerun_behaviour(tiny_run: tuple[Path, dict]) -> None:
         "measure_wave_shard": steps * config["sketch"]["shards"],
         "certify_eigenpairs": steps,
         "compute_overlap": steps,  # the exact ones are independent of the sketch
-        "compare_to_exact": 1,
-        "compute_stability": 1,
+        "compare_to_exact": sets,
+        "compute_stability": sets,
         **{rule: 1 for rule in plots if rule != "plot_training_curves"},
     }
     # a stricter certificate re-checks the residuals; no product is measured again
@@ -312,23 +330,30 @@ def test_rerun_behaviour(tiny_run: tuple[Path, dict]) -> None:
     assert planned_jobs(snakemake(workdir, "-n", config=strict)) == {
         "certify_eigenpairs": steps,
         "compute_overlap": steps,
-        "compare_to_exact": 1,
+        "compare_to_exact": sets,
         **{rule: 1 for rule in plots if rule != "plot_training_curves"},
     }
     longer = with_changes(config, training={"steps": 300})
     jobs = planned_jobs(snakemake(workdir, "-n", config=longer))
-    assert jobs["train_model"] == 1 and jobs["exact_hessian"] == len(config["exact"]["steps"])
+    assert jobs["train_model"] == 1 and jobs["exact_hessian"] == exact
     assert jobs["measure_sketch_shard"] == steps * config["sketch"]["shards"]
+    assert "extract_hessian_set" not in jobs  # the points do not depend on the training
+    # a larger test set: only the test Hessians are measured again
+    more_test = with_changes(config, hessian={"sets": {"train": 50, "test": 100}})
+    jobs = planned_jobs(snakemake(workdir, "-n", config=more_test))
+    assert jobs["extract_hessian_set"] == 1 and jobs["create_sketch_store"] == steps // sets
+    assert jobs["exact_hessian"] == exact // sets and "train_model" not in jobs
     # the HVP mini-batch size is a machine setting: it reruns nothing
     rebatched = with_changes(config, hessian={"batch_size": 7})
     assert planned_jobs(snakemake(workdir, "-n", config=rebatched)) == {}
     # a missing intermediate is regenerated by a plain run, not hidden by the results after it
-    step0 = workdir / RUN / "hessian" / "step~0"
+    step0 = workdir / RUN / "hessian" / "set~train" / "step~0"
     for lost, rule in [
         (step0 / "receipts" / "shard~2-of-2.json", "measure_sketch_shard"),
         (step0 / "method~sketched" / "eigenpairs.h5", "reduce_sketch"),
         (step0 / "method~exact" / "eigenpairs.h5", "exact_hessian"),
         (step0 / "sketch.zarr", "create_sketch_store"),
+        (step0.parent / "points.h5", "extract_hessian_set"),
     ]:
         backup = workdir / "backup"
         shutil.move(lost, backup)
@@ -342,7 +367,7 @@ def test_rerun_behaviour(tiny_run: tuple[Path, dict]) -> None:
     write_fake_mnist(data, seed=1)
     jobs = planned_jobs(snakemake(workdir, "-n", config=config))
     assert jobs["train_model"] == 1 and jobs["create_sketch_store"] == steps
-    assert jobs["exact_hessian"] == len(config["exact"]["steps"])
+    assert jobs["extract_hessian_set"] == sets and jobs["exact_hessian"] == exact
     write_fake_mnist(data)  # the original bytes and times back
     for f, (atime, mtime) in times.items():
         os.utime(f, ns=(atime, mtime))
@@ -359,7 +384,7 @@ def krylov_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     config = with_changes(
         TINY,
         data={"root": str(write_fake_mnist(workdir / "data"))},
-        hessian={"steps": [200]},
+        hessian={"steps": [200], "sets": {"train": 50}},
         sketch={"passes": 4, "wave_width": 20, "shards": 3},
         exact={"steps": [200]},
         plots={"steps_vs_k": [200]},
@@ -372,12 +397,14 @@ def krylov_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 def test_krylov_run_is_certified_and_matches_exact(krylov_run: tuple[Path, dict]) -> None:
     workdir, config = krylov_run
     run = workdir / RUN
-    report = json.loads((run / "hessian/step~200/method~sketched/report.json").read_text())
+    report = json.loads(
+        (run / "hessian/set~train/step~200/method~sketched/report.json").read_text()
+    )
     assert report["algorithm"] == "block-krylov"
     assert report["wave_widths"] == [20, 20, 20, 20] and report["hvps"] == 80
     certificate = check_certificate_against_dense(run, config, step=200)
     assert certificate["trusted_k"] == config["sketch"]["k"]  # every pair certified
-    comparison = read_table(run / "comparison.tsv")
+    comparison = read_table(run / "hessian/set~train/comparison.tsv")
     # 80 HVPs (one-pass: 84) and the overlap matches the exact one to 0.005
     assert comparison["overlap_abs_difference"][0] <= 0.005
     assert comparison["max_rel_error_top10"][0] <= 1e-4
@@ -391,13 +418,15 @@ def test_krylov_waves_do_not_depend_on_the_shard_count(
     one_shard = with_changes(config, sketch={"shards": 1})
     other = tmp_path / "one-shard"
     other.mkdir()
-    target = RUN + "/hessian/step~200/method~sketched/eigenpairs.h5"
+    target = RUN + "/hessian/set~train/step~200/method~sketched/eigenpairs.h5"
     result = snakemake(other, target, config=one_shard)
     assert result.returncode == 0, result.stderr[-5000:]
     for wave in range(4):
-        a = zarr.open_group(str(run / f"hessian/step~200/krylov/wave~{wave}.zarr"), mode="r")
+        a = zarr.open_group(
+            str(run / f"hessian/set~train/step~200/krylov/wave~{wave}.zarr"), mode="r"
+        )
         b = zarr.open_group(
-            str(other / RUN / f"hessian/step~200/krylov/wave~{wave}.zarr"), mode="r"
+            str(other / RUN / f"hessian/set~train/step~200/krylov/wave~{wave}.zarr"), mode="r"
         )
         for name in ("V", "HV"):
             assert a[name][:].tobytes() == b[name][:].tobytes(), (wave, name)
@@ -408,7 +437,7 @@ def test_a_recreated_wave_makes_later_waves_stale(krylov_run: tuple[Path, dict])
     from hessketch.pipeline.waves import reduce_krylov
 
     workdir, _ = krylov_run
-    step = workdir / RUN / "hessian/step~200"
+    step = workdir / RUN / "hessian/set~train/step~200"
     stores = [step / f"krylov/wave~{i}.zarr" for i in range(4)]
     receipts = [sorted((step / f"krylov/wave~{i}/receipts").glob("*.json")) for i in range(4)]
     wave1 = zarr.open_group(str(stores[1]), mode="r")

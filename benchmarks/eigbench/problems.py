@@ -17,9 +17,10 @@ from typing import Any
 
 import torch
 
+from hessketch.data import balanced_indices
 from hessketch.hessian import HessianOperator
 from hessketch.models import build_model, num_params
-from hessketch.pipeline.common import DataSpec, load_hessian_set
+from hessketch.pipeline.common import DataSpec
 from hessketch.training import SGDConfig, train_sgd
 
 log = logging.getLogger(__name__)
@@ -145,9 +146,15 @@ def trained_params(out: Path, problem: Problem) -> dict[int, torch.Tensor]:
 
 
 def hessian_set(problem: Problem) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inputs and labels of the problem's fixed, class-balanced Hessian set."""
-    x, y, _ = load_hessian_set(problem.data, problem.counts)
-    return x, y
+    """Inputs and labels of the problem's fixed, class-balanced Hessian set (the union of the
+    balanced subsets of each split in ``problem.counts``, as the paper's MLP benchmark)."""
+    xs, ys = [], []
+    for split, n in problem.counts.items():
+        labels = torch.from_numpy(problem.data.labels(split)).to(torch.int64)
+        x, y = problem.data.load(split, balanced_indices(labels, n).numpy())
+        xs.append(x)
+        ys.append(y)
+    return torch.cat(xs), torch.cat(ys)
 
 
 def hessian_operator(

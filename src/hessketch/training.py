@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from hessketch.data import augment_batch
 from hessketch.errors import NumericalError
 from hessketch.models import flatten_params
 
@@ -28,13 +29,19 @@ class SGDConfig:
     seed: int
     record_steps: tuple[int, ...]
     eval_every: int = 100
+    augment: bool = False  # random crops and flips of each mini-batch (CIFAR, All-CNN-C)
 
 
 @torch.no_grad()
 def evaluate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 10_000
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` (in eval mode) on ``(x, y)``."""
+    """Mean cross-entropy and accuracy of ``model`` (in eval mode) on ``(x, y)``.
+
+    ``x`` may be any indexable stand-in for a tensor (:class:`hessketch.pipeline.common.
+    LazyImages`); its ``eval_batch`` then bounds the batch.
+    """
+    batch = min(batch, getattr(x, "eval_batch", batch))
     was_training = model.training
     model.eval()
     loss, correct = 0.0, 0
@@ -59,7 +66,9 @@ def train_sgd(
 
     Step ``t`` means "after ``t`` updates"; the parameters at every step in
     ``cfg.record_steps`` are passed to ``on_record(step, flat_params)``. Mini-batches are
-    drawn without replacement from a seeded permutation per epoch.
+    drawn without replacement from a seeded permutation per epoch; with ``cfg.augment`` each
+    mini-batch is randomly cropped and flipped (:func:`hessketch.data.augment_batch`) from a
+    second generator of the same seed, so the run stays reproducible.
 
     Returns:
         One row per evaluation (every ``cfg.eval_every`` steps and at the last step):
@@ -71,6 +80,7 @@ def train_sgd(
     """
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
+    augment_gen = torch.Generator().manual_seed(cfg.seed + 1)
     model = model.to(device)
     x_train, y_train = (t.to(device) for t in train)
     x_test, y_test = (t.to(device) for t in test)
@@ -119,9 +129,12 @@ def train_sgd(
             order, cursor = torch.randperm(len(x_train), generator=gen), 0
         idx = order[cursor : cursor + cfg.batch_size].to(device)
         cursor += cfg.batch_size
+        inputs = x_train[idx]
+        if cfg.augment:
+            inputs = augment_batch(inputs.cpu(), augment_gen).to(device)
         model.train()
         opt.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
+        loss = nn.functional.cross_entropy(model(inputs), y_train[idx])
         if not bool(torch.isfinite(loss)):
             raise NumericalError(
                 f"training diverged: the mini-batch loss of update {step + 1} (from step "

@@ -10,8 +10,6 @@ from snakemake.exceptions import WorkflowError
 # even when it is not installed (scripts import it the same way).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from hessketch.data import IDX_FILES, find_idx_file  # noqa: E402
-from hessketch.errors import DataError  # noqa: E402
 from hessketch.pipeline.common import DataSpec  # noqa: E402
 from hessketch.pipeline.config import ConfigError, check_config, record_steps  # noqa: E402
 
@@ -23,17 +21,27 @@ except ConfigError as err:
 RESULTS = f"results/{config['run']}"
 LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"
-STEP = f"{RESULTS}/hessian/step~{{step}}"
+HESSIAN_SETS = list(config["hessian"]["sets"])  # each set is its own Hessian, its own chain
+SET = f"{RESULTS}/hessian/set~{{hset}}"
+POINTS = f"{SET}/points.h5"
+STEP = f"{SET}/step~{{step}}"
+# the set and step of a job, for the paths of its log and benchmark files
+WHICH = "set~{hset}/step~{step}"
 RECEIPT = f"{STEP}/receipts/shard~{{scatteritem}}.json"
-# gather.measure() fills in {scatteritem} with str.format, so {step} must survive it escaped
-RECEIPTS_OF_STEP = RECEIPT.replace("{step}", "{{step}}")
+
+
+def escaped(pattern):
+    """``pattern`` with {hset} and {step} escaped: gather.measure() fills in {scatteritem}
+    with str.format, and the other wildcards must survive it."""
+    return pattern.replace("{hset}", "{{hset}}").replace("{step}", "{{step}}")
+
+
+RECEIPTS_OF_STEP = escaped(RECEIPT)
 # Waves (block Krylov, or the verification wave of a one-pass sketch): a store and its receipts
 WAVE_STORE = f"{STEP}/{{wave}}.zarr"
 WAVE_RECEIPT = f"{STEP}/{{wave}}/receipts/shard~{{scatteritem}}.json"
-VERIFICATION_RECEIPTS = (
-    f"{STEP}/method~sketched/verification/receipts/shard~{{scatteritem}}.json".replace(
-        "{step}", "{{step}}"
-    )
+VERIFICATION_RECEIPTS = escaped(
+    f"{STEP}/method~sketched/verification/receipts/shard~{{scatteritem}}.json"
 )
 ONE_PASS = config["sketch"]["passes"] == 1
 TABLES = ["overlap", "distances", "spectrum"]  # written beside each summary.json
@@ -41,6 +49,7 @@ FIGURE_NAMES = ["overlap_over_training", "overlap_vs_k", "spectra", "training_cu
 
 
 wildcard_constraints:
+    hset="|".join(HESSIAN_SETS),
     step=r"\d+",
     method="sketched|exact",
     scatteritem=r"\d+-of-\d+",
@@ -64,13 +73,12 @@ localrules:
 
 
 def hessian_params():
-    """What defines a Hessian (besides the parameters): its set and how products are taken.
+    """How a Hessian's products are taken (its points are the input file ``points``).
 
     Not hessian.batch_size: it trades memory for speed only, so it is a resource
     (``hvp_batch_size``), which a profile may override per rule and which reruns nothing.
     """
-    params = {key: config["hessian"][key] for key in ("dtype", "method")}
-    return {"counts": config["hessian"]["set"], **params}
+    return {key: config["hessian"][key] for key in ("dtype", "method")}
 
 
 HVP_BATCH_SIZE = config["hessian"]["batch_size"]
@@ -81,11 +89,7 @@ def data_files(wildcards=None):
 
     A missing file is no input: the job that reads it fails naming it, with the fix.
     """
-    try:
-        root = DataSpec(**config["data"]).resolved_root()
-        return [str(find_idx_file(root, stem)) for stems in IDX_FILES.values() for stem in stems]
-    except DataError:
-        return []
+    return [str(path) for path in DataSpec(**config["data"]).files()]
 
 
 def sketch_params():
@@ -108,16 +112,38 @@ def training_params():
     return {**config["training"], "record_steps": record_steps(config)}
 
 
-def summaries_of(method):
-    """The overlap summaries of every step that has ``method``."""
-    steps = config["hessian"]["steps"] if method == "sketched" else config["exact"]["steps"]
-    return {t: f"{STEP.format(step=t)}/method~{method}/summary.json" for t in steps}
+def step_dir(hset, step):
+    """The folder of the Hessian of set ``hset`` at ``step``."""
+    return STEP.format(hset=hset, step=step)
 
 
-def tables_of(method, name, steps):
-    """Table ``name`` of ``method`` at those of ``steps`` that have it."""
-    have = config["hessian"]["steps"] if method == "sketched" else config["exact"]["steps"]
-    return {t: f"{STEP.format(step=t)}/method~{method}/{name}.tsv" for t in steps if t in have}
+def method_steps(method):
+    """The steps that have ``method``."""
+    return config["hessian"]["steps"] if method == "sketched" else config["exact"]["steps"]
+
+
+def summaries_of(method, hset):
+    """The overlap summaries of set ``hset`` at every step that has ``method``."""
+    return {t: f"{step_dir(hset, t)}/method~{method}/summary.json" for t in method_steps(method)}
+
+
+def summaries_by_set(method):
+    """:func:`summaries_of` for every Hessian set: set → step → summary."""
+    return {hset: summaries_of(method, hset) for hset in HESSIAN_SETS}
+
+
+def tables_by_set(method, name, steps):
+    """Table ``name`` of ``method`` at those of ``steps`` that have it: set → step → path."""
+    have = method_steps(method)
+    return {
+        hset: {t: f"{step_dir(hset, t)}/method~{method}/{name}.tsv" for t in steps if t in have}
+        for hset in HESSIAN_SETS
+    }
+
+
+def files_of(by_set):
+    """The paths of a set → step → path mapping, as a flat list of inputs."""
+    return [path for steps in by_set.values() for path in steps.values()]
 
 
 def spectrum_steps():
@@ -130,39 +156,54 @@ def steps_vs_k():
     return config["plots"]["steps_vs_k"] or config["hessian"]["steps"]
 
 
-def outputs_at_exact_steps(method):
-    """Eigenpairs and summary of ``method`` at every step with an exact reference."""
+def outputs_at_exact_steps(method, hset):
+    """Eigenpairs and summary of ``method`` for set ``hset`` at every step with an exact
+    reference."""
     return {
         t: {
-            "eigenpairs": f"{STEP.format(step=t)}/method~{method}/eigenpairs.h5",
-            "summary": f"{STEP.format(step=t)}/method~{method}/summary.json",
+            "eigenpairs": f"{step_dir(hset, t)}/method~{method}/eigenpairs.h5",
+            "summary": f"{step_dir(hset, t)}/method~{method}/summary.json",
         }
         for t in config["exact"]["steps"]
     }
 
 
-def sketched_eigenpairs():
-    """The sketched eigenpair file of every Hessian step."""
+def files_at_exact_steps(method):
+    """Input function: the files of :func:`outputs_at_exact_steps` of the job's set."""
+
+    def files(wildcards):
+        outputs = outputs_at_exact_steps(method, wildcards.hset)
+        return [path for step in outputs.values() for path in step.values()]
+
+    return files
+
+
+def sketched_eigenpairs(hset):
+    """The sketched eigenpair file of set ``hset`` at every Hessian step."""
     return {
-        t: f"{STEP.format(step=t)}/method~sketched/eigenpairs.h5"
-        for t in config["hessian"]["steps"]
+        t: f"{step_dir(hset, t)}/method~sketched/eigenpairs.h5" for t in config["hessian"]["steps"]
     }
 
 
-def comparison():
-    """The sketched-against-exact table, when the study has exact steps."""
-    return [f"{RESULTS}/comparison.tsv"] if config["exact"]["steps"] else []
+def per_set(name):
+    """A study-wide table of every Hessian set (comparison, stability)."""
+    return [f"{SET.format(hset=hset)}/{name}.tsv" for hset in HESSIAN_SETS]
+
+
+def comparisons():
+    """The sketched-against-exact table of every set, when the study has exact steps."""
+    return per_set("comparison") if config["exact"]["steps"] else []
 
 
 def all_summaries():
     """Every overlap summary of the study."""
-    return [*summaries_of("sketched").values(), *summaries_of("exact").values()]
+    return files_of(summaries_by_set("sketched")) + files_of(summaries_by_set("exact"))
 
 
-def intermediates_of_step(step):
+def intermediates_of_step(hset, step):
     """Every file that a step's sketched result is made of: stores, receipts, eigenpairs,
     report, certificate and the tables beside each summary."""
-    here = STEP.format(step=step)
+    here = step_dir(hset, step)
     sketched = f"{here}/method~sketched"
     files = [f"{sketched}/{name}" for name in ("eigenpairs.h5", "report.json")]
     files += [f"{sketched}/certificate.{ext}" for ext in ("json", "tsv")]
@@ -171,7 +212,7 @@ def intermediates_of_step(step):
         files += gather.measure(f"{here}/receipts/shard~{{scatteritem}}.json")
         files += gather.measure(f"{sketched}/verification/receipts/shard~{{scatteritem}}.json")
     else:
-        wildcards = Namespace(step=step)
+        wildcards = Namespace(hset=hset, step=step)
         files += all_waves(wildcards) + receipts_of_all_waves(wildcards)
     return files
 
@@ -181,14 +222,16 @@ def all_intermediates():
     any of it that is missing (a failed or forced job, a deleted receipt or eigenpair file)
     instead of reporting "Nothing to be done" over a hole."""
     files = [f"{RESULTS}/train/{name}" for name in ("trajectory.h5", "metrics.tsv")]
-    for step in config["hessian"]["steps"]:
-        files += intermediates_of_step(step)
+    for hset in HESSIAN_SETS:
+        files.append(POINTS.format(hset=hset))
+        for step in config["hessian"]["steps"]:
+            files += intermediates_of_step(hset, step)
     for method in ("sketched", "exact"):
-        for summary in summaries_of(method).values():
+        for summary in files_of(summaries_by_set(method)):
             files += [summary.replace("summary.json", f"{name}.tsv") for name in TABLES]
     files += [
         summary.replace("summary.json", "eigenpairs.h5")
-        for summary in summaries_of("exact").values()
+        for summary in files_of(summaries_by_set("exact"))
     ]
     return files
 
@@ -198,22 +241,22 @@ def all_figures():
     return expand(f"{RESULTS}/figures/{{name}}.{{ext}}", name=FIGURE_NAMES, ext=["pdf", "png"])
 
 
-def _krylov_wave(step, index):
-    return f"{STEP.format(step=step)}/krylov/wave~{index}"
+def _krylov_wave(wildcards, index):
+    return f"{step_dir(wildcards.hset, wildcards.step)}/krylov/wave~{index}"
 
 
-def _receipts_of_wave(step, index):
-    return gather.measure(f"{_krylov_wave(step, index)}/receipts/shard~{{scatteritem}}.json")
+def _receipts_of_wave(wildcards, index):
+    return gather.measure(f"{_krylov_wave(wildcards, index)}/receipts/shard~{{scatteritem}}.json")
 
 
 def earlier_waves(wildcards):
     """The stores of the Krylov waves before wave ``index``."""
-    return [f"{_krylov_wave(wildcards.step, i)}.zarr" for i in range(int(wildcards.index))]
+    return [f"{_krylov_wave(wildcards, i)}.zarr" for i in range(int(wildcards.index))]
 
 
 def receipts_by_earlier_wave(wildcards):
     """The receipts of each Krylov wave before wave ``index`` (one list per wave)."""
-    return [_receipts_of_wave(wildcards.step, i) for i in range(int(wildcards.index))]
+    return [_receipts_of_wave(wildcards, i) for i in range(int(wildcards.index))]
 
 
 def receipts_of_earlier_waves(wildcards):
@@ -224,13 +267,13 @@ def receipts_of_earlier_waves(wildcards):
 def all_waves(wildcards):
     """The stores of every Krylov wave of a step."""
     passes = config["sketch"]["passes"]
-    return [f"{_krylov_wave(wildcards.step, i)}.zarr" for i in range(passes)]
+    return [f"{_krylov_wave(wildcards, i)}.zarr" for i in range(passes)]
 
 
 def receipts_by_wave(wildcards):
     """The receipts of every Krylov wave of a step (one list per wave)."""
     passes = config["sketch"]["passes"]
-    return [_receipts_of_wave(wildcards.step, i) for i in range(passes)]
+    return [_receipts_of_wave(wildcards, i) for i in range(passes)]
 
 
 def receipts_of_all_waves(wildcards):
@@ -242,4 +285,4 @@ def certificate_of(wildcards):
     """The certificate of a decomposition (the exact one needs none)."""
     if wildcards.method == "exact":
         return []
-    return f"{STEP.format(step=wildcards.step)}/method~sketched/certificate.json"
+    return f"{step_dir(wildcards.hset, wildcards.step)}/method~sketched/certificate.json"

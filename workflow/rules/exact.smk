@@ -1,13 +1,13 @@
 rule exact_hessian:
     input:
         trajectory=rules.train_model.output.trajectory,
-        data=data_files,
+        points=POINTS,
     output:
         eigenpairs=f"{STEP}/method~exact/eigenpairs.h5",
     log:
-        f"{LOGS}/exact_hessian/step~{{step}}.log",
+        f"{LOGS}/exact_hessian/{WHICH}.log",
     benchmark:
-        f"{BENCHMARKS}/exact_hessian/step~{{step}}.tsv"
+        f"{BENCHMARKS}/exact_hessian/{WHICH}.tsv"
     conda:
         "../../envs/hessketch.yaml"
     resources:

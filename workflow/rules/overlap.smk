@@ -9,7 +9,7 @@ rule compute_overlap:
         spectrum=f"{STEP}/method~{{method}}/spectrum.tsv",
         summary=f"{STEP}/method~{{method}}/summary.json",
     log:
-        f"{LOGS}/compute_overlap/step~{{step}}/method~{{method}}.log",
+        f"{LOGS}/compute_overlap/{WHICH}/method~{{method}}.log",
     conda:
         "../../envs/hessketch.yaml"
     resources:
@@ -24,18 +24,18 @@ rule compute_overlap:
 
 rule compare_to_exact:
     input:
-        sketched=[p for s in outputs_at_exact_steps("sketched").values() for p in s.values()],
-        exact=[p for s in outputs_at_exact_steps("exact").values() for p in s.values()],
+        sketched=files_at_exact_steps("sketched"),
+        exact=files_at_exact_steps("exact"),
         trajectory=rules.train_model.output.trajectory,
     output:
-        table=f"{RESULTS}/comparison.tsv",
+        table=f"{SET}/comparison.tsv",
     log:
-        f"{LOGS}/compare_to_exact.log",
+        f"{LOGS}/compare_to_exact/set~{{hset}}.log",
     conda:
         "../../envs/hessketch.yaml"
     params:
-        sketched=outputs_at_exact_steps("sketched"),
-        exact=outputs_at_exact_steps("exact"),
+        sketched=lambda wildcards: outputs_at_exact_steps("sketched", wildcards.hset),
+        exact=lambda wildcards: outputs_at_exact_steps("exact", wildcards.hset),
         top=10,
     script:
         "../scripts/compare_to_exact.py"
@@ -43,16 +43,16 @@ rule compare_to_exact:
 
 rule compute_stability:
     input:
-        eigenpairs=sketched_eigenpairs().values(),
+        eigenpairs=lambda wildcards: sketched_eigenpairs(wildcards.hset).values(),
         trajectory=rules.train_model.output.trajectory,
     output:
-        table=f"{RESULTS}/stability.tsv",
+        table=f"{SET}/stability.tsv",
     log:
-        f"{LOGS}/compute_stability.log",
+        f"{LOGS}/compute_stability/set~{{hset}}.log",
     conda:
         "../../envs/hessketch.yaml"
     params:
-        eigenpairs=sketched_eigenpairs(),
+        eigenpairs=lambda wildcards: sketched_eigenpairs(wildcards.hset),
         k=config["overlap"]["report_k"],
     script:
         "../scripts/compute_stability.py"

@@ -1,7 +1,7 @@
 rule plot_overlap_over_training:
     input:
-        sketched=summaries_of("sketched").values(),
-        exact=summaries_of("exact").values(),
+        sketched=files_of(summaries_by_set("sketched")),
+        exact=files_of(summaries_by_set("exact")),
     output:
         pdf=f"{RESULTS}/figures/overlap_over_training.pdf",
         png=report(
@@ -14,8 +14,8 @@ rule plot_overlap_over_training:
     conda:
         "../../envs/hessketch.yaml"
     params:
-        sketched=summaries_of("sketched"),
-        exact=summaries_of("exact"),
+        sketched=summaries_by_set("sketched"),
+        exact=summaries_by_set("exact"),
         style=config["plots"]["style"],
     script:
         "../scripts/plot_figure.py"
@@ -23,8 +23,8 @@ rule plot_overlap_over_training:
 
 rule plot_overlap_vs_k:
     input:
-        sketched=tables_of("sketched", "overlap", steps_vs_k()).values(),
-        exact=tables_of("exact", "overlap", steps_vs_k()).values(),
+        sketched=files_of(tables_by_set("sketched", "overlap", steps_vs_k())),
+        exact=files_of(tables_by_set("exact", "overlap", steps_vs_k())),
     output:
         pdf=f"{RESULTS}/figures/overlap_vs_k.pdf",
         png=report(
@@ -37,8 +37,8 @@ rule plot_overlap_vs_k:
     conda:
         "../../envs/hessketch.yaml"
     params:
-        sketched=tables_of("sketched", "overlap", steps_vs_k()),
-        exact=tables_of("exact", "overlap", steps_vs_k()),
+        sketched=tables_by_set("sketched", "overlap", steps_vs_k()),
+        exact=tables_by_set("exact", "overlap", steps_vs_k()),
         style=config["plots"]["style"],
     script:
         "../scripts/plot_figure.py"
@@ -46,8 +46,8 @@ rule plot_overlap_vs_k:
 
 rule plot_spectra:
     input:
-        sketched=tables_of("sketched", "spectrum", spectrum_steps()).values(),
-        exact=tables_of("exact", "spectrum", spectrum_steps()).values(),
+        sketched=files_of(tables_by_set("sketched", "spectrum", spectrum_steps())),
+        exact=files_of(tables_by_set("exact", "spectrum", spectrum_steps())),
     output:
         pdf=f"{RESULTS}/figures/spectra.pdf",
         png=report(
@@ -60,8 +60,8 @@ rule plot_spectra:
     conda:
         "../../envs/hessketch.yaml"
     params:
-        sketched=tables_of("sketched", "spectrum", spectrum_steps()),
-        exact=tables_of("exact", "spectrum", spectrum_steps()),
+        sketched=tables_by_set("sketched", "spectrum", spectrum_steps()),
+        exact=tables_by_set("exact", "spectrum", spectrum_steps()),
         style=config["plots"]["style"],
     script:
         "../scripts/plot_figure.py"

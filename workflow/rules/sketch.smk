@@ -6,11 +6,11 @@ if ONE_PASS:
     rule create_sketch_store:
         input:
             trajectory=rules.train_model.output.trajectory,
-            data=data_files,
+            points=POINTS,
         output:
             store=directory(f"{STEP}/sketch.zarr"),
         log:
-            f"{LOGS}/create_sketch_store/step~{{step}}.log",
+            f"{LOGS}/create_sketch_store/{WHICH}.log",
         conda:
             "../../envs/hessketch.yaml"
         params:
@@ -22,13 +22,14 @@ if ONE_PASS:
     rule measure_sketch_shard:
         input:
             trajectory=rules.train_model.output.trajectory,
+            points=POINTS,
             store=rules.create_sketch_store.output.store,
         output:
             receipt=RECEIPT,
         log:
-            f"{LOGS}/measure_sketch_shard/step~{{step}}/shard~{{scatteritem}}.log",
+            f"{LOGS}/measure_sketch_shard/{WHICH}/shard~{{scatteritem}}.log",
         benchmark:
-            f"{BENCHMARKS}/measure_sketch_shard/step~{{step}}/shard~{{scatteritem}}.tsv"
+            f"{BENCHMARKS}/measure_sketch_shard/{WHICH}/shard~{{scatteritem}}.tsv"
         conda:
             "../../envs/hessketch.yaml"
         resources:
@@ -48,9 +49,9 @@ if ONE_PASS:
             eigenpairs=f"{STEP}/method~sketched/eigenpairs.h5",
             report=f"{STEP}/method~sketched/report.json",
         log:
-            f"{LOGS}/reduce_sketch/step~{{step}}.log",
+            f"{LOGS}/reduce_sketch/{WHICH}.log",
         benchmark:
-            f"{BENCHMARKS}/reduce_sketch/step~{{step}}.tsv"
+            f"{BENCHMARKS}/reduce_sketch/{WHICH}.tsv"
         conda:
             "../../envs/hessketch.yaml"
         resources:

@@ -19,3 +19,19 @@ rule train_model:
         training=training_params(),
     script:
         "../scripts/train_model.py"
+
+
+rule extract_hessian_set:
+    input:
+        data=data_files,
+    output:
+        points=POINTS,
+    log:
+        f"{LOGS}/extract_hessian_set/set~{{hset}}.log",
+    conda:
+        "../../envs/hessketch.yaml"
+    params:
+        data=config["data"],
+        n=lambda wildcards: config["hessian"]["sets"][wildcards.hset],
+    script:
+        "../scripts/extract_hessian_set.py"

@@ -6,13 +6,14 @@
 rule measure_wave_shard:
     input:
         trajectory=rules.train_model.output.trajectory,
+        points=POINTS,
         store=WAVE_STORE,
     output:
         receipt=WAVE_RECEIPT,
     log:
-        f"{LOGS}/measure_wave_shard/step~{{step}}/{{wave}}/shard~{{scatteritem}}.log",
+        f"{LOGS}/measure_wave_shard/{WHICH}/{{wave}}/shard~{{scatteritem}}.log",
     benchmark:
-        f"{BENCHMARKS}/measure_wave_shard/step~{{step}}/{{wave}}/shard~{{scatteritem}}.tsv"
+        f"{BENCHMARKS}/measure_wave_shard/{WHICH}/{{wave}}/shard~{{scatteritem}}.tsv"
     conda:
         "../../envs/hessketch.yaml"
     resources:
@@ -33,7 +34,7 @@ if ONE_PASS:
         output:
             store=directory(f"{STEP}/method~sketched/verification.zarr"),
         log:
-            f"{LOGS}/create_verification_wave/step~{{step}}.log",
+            f"{LOGS}/create_verification_wave/{WHICH}.log",
         conda:
             "../../envs/hessketch.yaml"
         resources:
@@ -55,7 +56,7 @@ if ONE_PASS:
             certificate=f"{STEP}/method~sketched/certificate.json",
             certificate_table=f"{STEP}/method~sketched/certificate.tsv",
         log:
-            f"{LOGS}/certify_eigenpairs/step~{{step}}.log",
+            f"{LOGS}/certify_eigenpairs/{WHICH}.log",
         conda:
             "../../envs/hessketch.yaml"
         resources:
@@ -71,15 +72,15 @@ else:
     rule create_krylov_wave:
         input:
             trajectory=rules.train_model.output.trajectory,
-            data=data_files,
+            points=POINTS,
             stores=earlier_waves,
             receipts=receipts_of_earlier_waves,
         output:
             store=directory(f"{STEP}/krylov/wave~{{index}}.zarr"),
         log:
-            f"{LOGS}/create_krylov_wave/step~{{step}}/wave~{{index}}.log",
+            f"{LOGS}/create_krylov_wave/{WHICH}/wave~{{index}}.log",
         benchmark:
-            f"{BENCHMARKS}/create_krylov_wave/step~{{step}}/wave~{{index}}.tsv"
+            f"{BENCHMARKS}/create_krylov_wave/{WHICH}/wave~{{index}}.tsv"
         conda:
             "../../envs/hessketch.yaml"
         resources:
@@ -103,9 +104,9 @@ else:
             certificate=f"{STEP}/method~sketched/certificate.json",
             certificate_table=f"{STEP}/method~sketched/certificate.tsv",
         log:
-            f"{LOGS}/reduce_krylov/step~{{step}}.log",
+            f"{LOGS}/reduce_krylov/{WHICH}.log",
         benchmark:
-            f"{BENCHMARKS}/reduce_krylov/step~{{step}}.tsv"
+            f"{BENCHMARKS}/reduce_krylov/{WHICH}.tsv"
         conda:
             "../../envs/hessketch.yaml"
         resources:

@@ -15,5 +15,5 @@ run_stage(
     previous_stores=list(snakemake.params.stores),
     previous_receipts=[list(r) for r in snakemake.params.receipts],
     store_path=snakemake.output.store,
-    hessian=HessianSpec(**snakemake.params.hessian),
+    hessian=HessianSpec(points=snakemake.input.points, **snakemake.params.hessian),
 )

@@ -10,7 +10,7 @@ run_stage(
     create_sketch_store,
     trajectory_path=snakemake.input.trajectory,
     step=int(snakemake.wildcards.step),
-    hessian=HessianSpec(**snakemake.params.hessian),
+    hessian=HessianSpec(points=snakemake.input.points, **snakemake.params.hessian),
     sketch=dict(snakemake.params.sketch),
     store_path=snakemake.output.store,
 )

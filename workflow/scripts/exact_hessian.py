@@ -10,7 +10,11 @@ run_stage(
     exact_eigenpairs,
     trajectory_path=snakemake.input.trajectory,
     step=int(snakemake.wildcards.step),
-    hessian=HessianSpec(**snakemake.params.hessian, batch_size=snakemake.resources.hvp_batch_size),
+    hessian=HessianSpec(
+        points=snakemake.input.points,
+        **snakemake.params.hessian,
+        batch_size=snakemake.resources.hvp_batch_size,
+    ),
     k=snakemake.params.k,
     max_dim=snakemake.params.max_dim,
     eigenpairs_path=snakemake.output.eigenpairs,

@@ -10,7 +10,11 @@ run_stage(
     measure_sketch_shard,
     trajectory_path=snakemake.input.trajectory,
     step=int(snakemake.wildcards.step),
-    hessian=HessianSpec(**snakemake.params.hessian, batch_size=snakemake.resources.hvp_batch_size),
+    hessian=HessianSpec(
+        points=snakemake.input.points,
+        **snakemake.params.hessian,
+        batch_size=snakemake.resources.hvp_batch_size,
+    ),
     store_path=snakemake.input.store,
     scatter_item=snakemake.wildcards.scatteritem,
     receipt_path=snakemake.output.receipt,

@@ -13,21 +13,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import h5py
 import numpy as np
 import torch
 
-from hessketch.data import (
-    IDX_FILES,
-    IDX_IMAGE_SIZE,
-    balanced_indices,
-    default_root,
-    find_idx_file,
-    load_idx_split,
-    read_idx,
-)
+from hessketch.data import Dataset, get_dataset
 from hessketch.errors import DataError, HessketchError, IntegrityError
 from hessketch.hessian import deterministic_mode
 from hessketch.store import fresh_temporary, read_json
@@ -39,7 +31,6 @@ __all__ = [
     "check_eigenpairs_at",
     "eigenpair_dims",
     "eigenpair_provenance",
-    "load_hessian_set",
     "open_eigenpairs",
     "pick_device",
     "read_eigenpairs",
@@ -94,81 +85,105 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Which data set, where, at which resolution."""
-
-    num_classes: ClassVar[int] = 10  # MNIST-style IDX data sets: labels 0..9
+    """Which data set (a registered reader of :data:`hessketch.data.DATASETS`), where, how big."""
 
     dataset: str
     root: str | None = None
     image_size: int | None = None
 
+    @property
+    def reader(self) -> Dataset:
+        """The registered reader of :attr:`dataset`."""
+        return get_dataset(self.dataset)
+
     def resolved_root(self) -> Path:
         """The data root: the configured one, else the data set's default location."""
-        root = self.root or default_root(self.dataset)
+        root = self.root or self.reader.default_root
         if root is None:
-            raise DataError(f"data set {self.dataset!r} has no default location; set data.root")
+            raise DataError(
+                f"data set {self.dataset!r} has no default location; set data.root to a folder "
+                f"laid out as follows: {self.reader.expected(Path('<data.root>'))}"
+            )
         return Path(root)
 
-    def load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs (flattened, in [0, 1]) and labels of ``split``."""
-        return load_idx_split(self.resolved_root(), split, self.image_size)
+    def files(self) -> list[Path]:
+        """The files (or folders) that define the data and exist now; never raises."""
+        try:
+            return self.reader.files(self.resolved_root())
+        except DataError:
+            return []
+
+    def load(
+        self, split: str, indices: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs ``(n, C, H, W)`` and labels of ``split`` (or of its points ``indices``)."""
+        return self.reader.load(self.resolved_root(), split, indices, self.image_size)
+
+    def labels(self, split: str) -> np.ndarray:
+        """The labels of ``split`` (cheap: no images are decoded)."""
+        return self.reader.labels(self.resolved_root(), split)
+
+    def num_classes(self) -> int:
+        """The number of classes, from the data."""
+        return self.reader.num_classes(self.resolved_root())
 
     def input_shape(self) -> tuple[int, ...]:
-        """Shape of one input as :meth:`load` gives it (a flattened image)."""
-        return ((self.image_size or IDX_IMAGE_SIZE) ** 2,)
+        """Shape ``(C, H, W)`` of one input as :meth:`load` gives it."""
+        return tuple(self.reader.input_shape(self.image_size))
 
     def class_counts(self, split: str) -> np.ndarray:
-        """Points per class of ``split``, from its label file alone (cheap: no images read).
+        """Points per class of ``split``, from its labels alone.
 
         Raises:
-            DataError: if the label file is missing or malformed.
+            DataError: if the labels are missing or malformed.
         """
-        labels = read_idx(find_idx_file(self.resolved_root(), IDX_FILES[split][1]))
-        return np.bincount(labels.astype(np.int64), minlength=self.num_classes)
+        labels = np.asarray(self.labels(split), dtype=np.int64)
+        return np.bincount(labels, minlength=self.num_classes())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         return asdict(self)
 
+    def load_for_training(
+        self, split: str, max_bytes: int = 4 * 2**30
+    ) -> tuple[torch.Tensor | LazyImages, torch.Tensor]:
+        """Inputs and labels of ``split`` for training, in memory or read per mini-batch.
 
-def load_hessian_set(
-    data: DataSpec, counts: dict[str, int]
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """The fixed, class-balanced Hessian set: the lowest indices of each class per split.
+        In memory when the inputs take at most ``max_bytes`` as float32, else
+        :class:`LazyImages` that decode each mini-batch on demand (ImageNet), never the whole
+        split.
+        """
+        labels = torch.from_numpy(np.asarray(self.labels(split), dtype=np.int64))
+        size = 4 * len(labels) * int(np.prod(self.input_shape()))
+        if size <= max_bytes:
+            return self.load(split)
+        log.info("%s split of %s: %.1f GB as float32, read per mini-batch", split, self, size / 1e9)
+        return LazyImages(self, split, len(labels)), labels
 
-    Args:
-        data: the data set.
-        counts: points per split, e.g. ``{"train": 500, "test": 500}``.
 
-    Returns:
-        Inputs, labels, and a description (data set, counts, a hash of the chosen indices and
-        one of the points themselves: inputs as float32, labels as int64).
+class LazyImages:
+    """The inputs of a split, read on demand.
+
+    Indexing (by a slice or an index tensor) loads just those points. Stands in for an input
+    tensor in :func:`hessketch.training.train_sgd`.
     """
-    xs, ys, index_lists = [], [], {}
-    for split, n in counts.items():
-        if n == 0:
-            continue
-        x, y = data.load(split)
-        idx = balanced_indices(y, n)
-        xs.append(x[idx])
-        ys.append(y[idx])
-        index_lists[split] = idx.tolist()
-    if not xs:
-        raise DataError(f"the Hessian set is empty: counts {counts}")
-    x, y = torch.cat(xs), torch.cat(ys)
-    points = hashlib.sha256(x.to(torch.float32).contiguous().numpy().tobytes())
-    points.update(y.to(torch.int64).contiguous().numpy().tobytes())
-    description = {
-        "data": data.to_dict(),
-        "counts": counts,
-        "indices_sha256": _sha256_json(index_lists),
-        "points_sha256": points.hexdigest(),
-    }
-    return x, y, description
 
+    eval_batch = 250  # points per evaluation batch (decoded at once)
 
-def _sha256_json(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+    def __init__(self, data: DataSpec, split: str, n: int, device: str | torch.device = "cpu"):
+        self.data, self.split, self.n, self.device = data, split, n, torch.device(device)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def to(self, device: str | torch.device) -> LazyImages:
+        """The same inputs, delivered on ``device``."""
+        return LazyImages(self.data, self.split, self.n, device)
+
+    def __getitem__(self, index: slice | torch.Tensor) -> torch.Tensor:
+        rows = np.arange(self.n)[index] if isinstance(index, slice) else index.cpu().numpy()
+        x, _ = self.data.load(self.split, rows)
+        return x.to(self.device)
 
 
 def write_table(

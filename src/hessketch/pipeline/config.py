@@ -7,8 +7,9 @@ from typing import Any
 
 import torch
 
+from hessketch.data import DATASETS
 from hessketch.errors import DataError, HessketchError
-from hessketch.models import MODELS, build_model
+from hessketch.models import build_model, model_problems
 from hessketch.pipeline.common import DataSpec
 
 __all__ = ["ConfigError", "check_config", "record_steps"]
@@ -50,7 +51,8 @@ def _model_problems(config: dict[str, Any], data: DataSpec) -> tuple[int | None,
     """``D`` of the configured model and what does not fit the data, from the model spec alone.
 
     The model is built on the meta device (no memory, no parameters drawn) and run on a batch
-    of the data's input shape.
+    of the data's input shape; its outputs are checked against the data's class count when the
+    data are there to count them.
     """
     try:
         with torch.device("meta"):
@@ -58,40 +60,55 @@ def _model_problems(config: dict[str, Any], data: DataSpec) -> tuple[int | None,
     except (TypeError, ValueError) as err:
         return None, [f"model: {config['model']} cannot be built: {err}"]
     dim = sum(p.numel() for p in model.parameters())
-    shape = data.input_shape()
+    try:
+        shape = data.input_shape()
+    except (ValueError, DataError) as err:
+        return dim, [f"data.image_size: {err}"]
     try:
         with torch.no_grad():
-            out = model(torch.empty(2, *shape, device="meta"))
+            out = model.eval()(torch.empty(2, *shape, device="meta"))
     except RuntimeError as err:
         return dim, [
             f"model: {config['model']} does not accept this data's inputs of shape {shape} "
-            f"(data.image_size={data.image_size}, flattened): {err}"
+            f"(data.dataset={data.dataset!r}, data.image_size={data.image_size}): {err}"
         ]
-    if tuple(out.shape) != (2, data.num_classes):
+    try:
+        classes = data.num_classes()
+    except DataError:
+        return dim, []  # no data yet: the job that reads them names the missing files
+    if tuple(out.shape) != (2, classes):
         return dim, [
             f"model: {config['model']} gives outputs of shape {tuple(out.shape[1:])}, but "
-            f"data.dataset={data.dataset!r} has {data.num_classes} classes"
+            f"data.dataset={data.dataset!r} has {classes} classes (set model.num_classes)"
         ]
     return dim, []
 
 
 def _data_problems(config: dict[str, Any], data: DataSpec) -> list[str]:
-    """Hessian set and mini-batch against the class counts of the label files, if present.
+    """Hessian sets and mini-batch against the class counts of the labels, if present.
 
     Missing data is reported, with its fix, by the first job that reads it.
     """
     problems = []
-    for split, n in config["hessian"]["set"].items():
-        if n == 0 or n % data.num_classes:
+    try:
+        classes = data.num_classes()
+    except DataError:
+        return problems
+    for split, n in config["hessian"]["sets"].items():
+        if n % classes:
+            problems.append(
+                f"hessian.sets.{split}: {n} is not divisible by the {classes} classes of "
+                f"data.dataset={data.dataset!r} (each set is class-balanced)"
+            )
             continue
         try:
             counts = data.class_counts(split)
         except DataError:
             continue
-        short = [c for c in range(data.num_classes) if counts[c] < n // data.num_classes]
+        short = [c for c in range(classes) if counts[c] < n // classes]
         if short:
             problems.append(
-                f"hessian.set.{split}: {n} points need {n // data.num_classes} per class, but "
+                f"hessian.sets.{split}: {n} points need {n // classes} per class, but "
                 f"the {split} split under {data.resolved_root()} has only "
                 f"{int(counts[short].min())} of class {short[int(counts[short].argmin())]}"
             )
@@ -111,9 +128,10 @@ def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -
     """Raise :class:`ConfigError` naming every offending key of a schema-valid config.
 
     Checks the relations between keys, integers written as floats (given the ``schema``), and
-    everything that the model spec and the data's label files decide before any job runs:
-    ``D`` against ``k``, ``s`` and the exact reference, the model against the data's input
-    shape and classes, the Hessian set against the class counts.
+    everything that the model spec and the data's labels decide before any job runs: the
+    model's hyper-parameters against its registered function, ``D`` against ``k``, ``s`` and
+    the exact reference, the model against the data's input shape and classes, each Hessian set
+    against its split's class counts.
     """
     if schema is not None:
         floats = _float_integers(config, schema, "")
@@ -123,16 +141,22 @@ def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -
     exact, overlap, plots = config["exact"], config["overlap"], config["plots"]
     k = sketch["k"]
     s = sketch["s"] if sketch["s"] is not None else 2 * k
-    problems = []
-    if config["model"]["name"] not in MODELS:
-        problems.append(f"model.name: {config['model']['name']!r} is not one of {sorted(MODELS)}")
+    problems = model_problems(config["model"])
+    if config["data"]["dataset"] not in DATASETS:
+        problems.append(
+            f"data.dataset: {config['data']['dataset']!r} is not a registered data set; "
+            f"registered: {sorted(DATASETS)}"
+        )
+    else:
+        splits = DATASETS[config["data"]["dataset"]].splits
+        problems += [
+            f"hessian.sets.{name}: {config['data']['dataset']} has no split {name!r}; each "
+            f"Hessian set is named after its split, one of {list(splits)}"
+            for name in hess["sets"]
+            if name not in splits
+        ]
     if s < k:
         problems.append(f"sketch.s: must be >= sketch.k={k}, got {s}")
-    if sum(hess["set"].values()) == 0:
-        problems.append("hessian.set: the Hessian set is empty (give train and/or test counts)")
-    for split, n in hess["set"].items():
-        if n % 10:
-            problems.append(f"hessian.set.{split}: {n} is not divisible by the 10 classes")
     late = [t for t in record_steps(config) if t > train["steps"]]
     if late:
         problems.append(
@@ -163,11 +187,11 @@ def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -
     not_plotted = sorted(set(plots["steps_vs_k"]) - set(hess["steps"]))
     if not_plotted:
         problems.append(f"plots.steps_vs_k: steps {not_plotted} are not in hessian.steps")
-    if problems or config["model"]["name"] not in MODELS:
+    if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     data = DataSpec(**config["data"])
-    dim, model_problems = _model_problems(config, data)
-    problems += model_problems
+    dim, unfit = _model_problems(config, data)
+    problems += unfit
     if dim is not None:
         problems += _dimension_problems(config, dim, k, s)
     # without a data root (no default location) the training job says how to fix it

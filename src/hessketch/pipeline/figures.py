@@ -56,17 +56,37 @@ def _figure(style: FigureStyle, ncols: int = 1) -> tuple[plt.Figure, np.ndarray]
     return fig, axes[0]
 
 
+BySet = Mapping[str, Mapping[int, str | Path]]  # Hessian set → step → file
+
+
+def _panels(style: FigureStyle, sketched: BySet) -> tuple[plt.Figure, list[tuple[str, plt.Axes]]]:
+    """One panel per Hessian set, side by side (train and test, as in the paper)."""
+    names = list(sketched)
+    fig, axes = _figure(style, ncols=max(1, len(names)))
+    return fig, list(zip(names, axes, strict=False))
+
+
 def plot_overlap_over_training(
-    sketched: Mapping[int, str | Path],
-    exact: Mapping[int, str | Path],
+    sketched: BySet,
+    exact: BySet,
     outputs: list[str | Path],
     style: FigureStyle,
 ) -> None:
     """Overlap at the reported k over training steps: sketched, exact, and chance (paper Fig. 1).
 
-    ``sketched``/``exact`` map steps to the JSON summaries of ``compute_overlap``.
+    ``sketched``/``exact`` map each Hessian set to steps to the JSON summaries of
+    ``compute_overlap``; each set gets its own panel.
     """
-    fig, (ax,) = _figure(style)
+    fig, panels = _panels(style, sketched)
+    for name, ax in panels:
+        _overlap_over_training(ax, sketched[name], exact.get(name, {}))
+        ax.set_title(f"{name} Hessian: {ax.get_title()}", fontsize="medium")
+    _save(fig, outputs, style)
+
+
+def _overlap_over_training(
+    ax: plt.Axes, sketched: Mapping[int, str | Path], exact: Mapping[int, str | Path]
+) -> None:
     k = dim = None
     for method, paths in (("sketched", sketched), ("exact", exact)):
         if not paths:
@@ -100,7 +120,6 @@ def plot_overlap_over_training(
     ax.set_ylabel("overlap")
     ax.set_yscale("log")
     ax.legend()
-    _save(fig, outputs, style)
 
 
 def _per_step_curves(
@@ -135,40 +154,48 @@ def _per_step_curves(
 
 
 def plot_overlap_vs_k(
-    sketched: Mapping[int, str | Path],
-    exact: Mapping[int, str | Path],
+    sketched: BySet,
+    exact: BySet,
     outputs: list[str | Path],
     style: FigureStyle,
 ) -> None:
-    """Overlap against k at selected steps, with the chance level k/D (log–log)."""
-    fig, (ax,) = _figure(style)
-    steps = sorted(sketched)
-    _per_step_curves(ax, sketched, exact, steps, "k", "overlap")
-    if steps:
-        table = read_table(sketched[steps[0]])
-        ax.plot(table["k"], table["chance"], color=COLORS["chance"], ls=":", label="chance k/D")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("k")
-    ax.set_ylabel("overlap (dashed: exact)")
-    ax.legend(fontsize="small")
+    """Overlap against k at selected steps and chance k/D (log–log), one panel per set."""
+    fig, panels = _panels(style, sketched)
+    for name, ax in panels:
+        steps = sorted(sketched[name])
+        _per_step_curves(ax, sketched[name], exact.get(name, {}), steps, "k", "overlap")
+        if steps:
+            table = read_table(sketched[name][steps[0]])
+            ax.plot(table["k"], table["chance"], color=COLORS["chance"], ls=":", label="chance k/D")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("k")
+        ax.set_ylabel("overlap (dashed: exact)")
+        ax.set_title(f"{name} Hessian", fontsize="medium")
+        ax.legend(fontsize="small")
     _save(fig, outputs, style)
 
 
 def plot_spectra(
-    sketched: Mapping[int, str | Path],
-    exact: Mapping[int, str | Path],
+    sketched: BySet,
+    exact: BySet,
     outputs: list[str | Path],
     style: FigureStyle,
 ) -> None:
-    """Sketched against exact eigenvalue magnitudes by rank, at the steps that have both."""
-    fig, (ax,) = _figure(style)
-    steps = sorted(set(sketched) & set(exact)) or sorted(sketched)
-    _per_step_curves(ax, sketched, exact, steps, "rank", "magnitude")
-    ax.set_yscale("log")
-    ax.set_xlabel("rank (by |λ|)")
-    ax.set_ylabel("|λ| (sketched solid, exact dashed)")
-    ax.legend(fontsize="small")
+    """Sketched against exact eigenvalue magnitudes by rank, one panel per Hessian set.
+
+    Drawn at the steps that have both methods (else at every sketched step).
+    """
+    fig, panels = _panels(style, sketched)
+    for name, ax in panels:
+        ours, ref = sketched[name], exact.get(name, {})
+        steps = sorted(set(ours) & set(ref)) or sorted(ours)
+        _per_step_curves(ax, ours, ref, steps, "rank", "magnitude")
+        ax.set_yscale("log")
+        ax.set_xlabel("rank (by |λ|)")
+        ax.set_ylabel("|λ| (sketched solid, exact dashed)")
+        ax.set_title(f"{name} Hessian", fontsize="medium")
+        ax.legend(fontsize="small")
     _save(fig, outputs, style)
 
 

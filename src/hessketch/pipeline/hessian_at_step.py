@@ -1,4 +1,4 @@
-"""The Hessian operator at one recorded step of a trajectory, over a configured Hessian set."""
+"""The Hessian operator at one recorded step of a trajectory, over an extracted Hessian set."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from typing import Any
 
 import torch
 
-from hessketch.errors import SketchStoreError
+from hessketch.errors import IntegrityError, SketchStoreError
 from hessketch.hessian import HessianOperator
-from hessketch.models import build_model
-from hessketch.pipeline.common import DataSpec, load_hessian_set
+from hessketch.pipeline.hessian_set import hessian_set_description, read_hessian_set
 from hessketch.trajectory import Trajectory, param_hash
 
 __all__ = ["HessianSpec", "check_same_hessian", "hessian_at_step", "hessian_provenance"]
@@ -24,32 +23,47 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 @dataclass(frozen=True)
 class HessianSpec:
-    """Which Hessian: the set of points (per split) and how products are computed.
+    """Which Hessian: its points (a file of ``extract_hessian_set``), how products are taken.
 
     ``batch_size`` (points per mini-batch of a product) trades memory for speed only: it is not
     part of :meth:`definition`, and a result does not depend on it beyond float rounding.
     """
 
-    counts: dict[str, int]
+    points: str
     batch_size: int = 1000
     dtype: str = "float32"
     method: str = "forward-over-reverse"
 
     def definition(self) -> dict[str, Any]:
-        """What a result depends on (everything but the machine setting ``batch_size``)."""
-        return {"counts": dict(self.counts), "dtype": self.dtype, "method": self.method}
+        """How products are taken (the points are described by the set file's checksum)."""
+        return {"dtype": self.dtype, "method": self.method}
 
 
 def hessian_provenance(trajectory_path: str | Path, step: int, hessian: HessianSpec) -> dict:
     """What the Hessian at ``step`` is of, without building its operator.
 
-    The parameter hash, the step and the Hessian set's description (with the checksum of its
-    points as read now from the data root): what :func:`check_same_hessian` compares.
+    The parameter hash, the hash of the buffers (BatchNorm statistics; None without), the step
+    and the Hessian set's description (with the checksum of its points): what
+    :func:`check_same_hessian` compares.
     """
     traj = Trajectory.open(trajectory_path)
-    flat = traj.params(step)
-    _, _, set_description = load_hessian_set(DataSpec(**traj.meta["data"]), hessian.counts)
-    return {"param_hash": param_hash(flat), "step": step, "hessian_set": set_description}
+    set_description = hessian_set_description(hessian.points)
+    _check_same_data(traj, set_description, hessian.points)
+    return {
+        "param_hash": param_hash(traj.params(step)),
+        "buffers_hash": traj.buffers_hash(step),
+        "step": step,
+        "hessian_set": set_description,
+    }
+
+
+def _check_same_data(traj: Trajectory, set_description: dict, points: str | Path) -> None:
+    if set_description.get("data") != traj.meta["data"]:
+        raise IntegrityError(
+            f"Hessian set {points} was extracted from the data {set_description.get('data')}, "
+            f"but the network in {traj.path} was trained on {traj.meta['data']}; regenerate "
+            f"it: snakemake --forcerun {points}"
+        )
 
 
 def check_same_hessian(recorded: dict, current: dict, where: str, now: str) -> None:
@@ -66,14 +80,19 @@ def check_same_hessian(recorded: dict, current: dict, where: str, now: str) -> N
             f"{where} was made for parameters {recorded.get('param_hash')}, but {now} has "
             f"{current['param_hash']}: it is stale; re-create it (a plain `snakemake` does)"
         )
+    if recorded.get("buffers_hash") != current.get("buffers_hash"):
+        raise SketchStoreError(
+            f"{where} was made for buffers (BatchNorm statistics) {recorded.get('buffers_hash')}"
+            f", but {now} has {current.get('buffers_hash')}: it is stale; re-create it (a plain "
+            "`snakemake` does)"
+        )
     old = recorded.get("hessian_set", {}).get("points_sha256")
     new = current["hessian_set"]["points_sha256"]
     if old != new:
-        root = current["hessian_set"]["data"].get("root") or "the data set's default root"
         raise SketchStoreError(
-            f"{where} was made for a Hessian set with points_sha256 {old}, but the data under "
-            f"{root} now gives {new} for the same indices: the data files changed since. Mixing "
-            "the two would give a sketch of no Hessian; rerun the study on the current data "
+            f"{where} was made for a Hessian set with points_sha256 {old}, but the Hessian set "
+            f"now has {new}: the set was extracted again from changed data files. Mixing the "
+            "two would give a sketch of no Hessian; rerun the study on the current data "
             "(`snakemake --forcerun train_model`)"
         )
 
@@ -88,13 +107,13 @@ def hessian_at_step(
 ) -> tuple[HessianOperator, dict[str, Any]]:
     """The operator and its provenance (parameter hash, Hessian set) at ``step``.
 
-    The operator is checked for determinism at construction.
+    The network is the recorded one, parameters and buffers (in eval mode: BatchNorm uses the
+    step's running statistics). The operator is checked for determinism at construction.
     """
     traj = Trajectory.open(trajectory_path)
-    flat = traj.params(step)
-    data = DataSpec(**traj.meta["data"])
-    x, y, set_description = load_hessian_set(data, hessian.counts)
-    model = build_model(traj.meta["model"])
+    model, flat = traj.model(step)
+    x, y, set_description = read_hessian_set(hessian.points)
+    _check_same_data(traj, set_description, hessian.points)
     op = HessianOperator(
         model,
         flat,
@@ -107,6 +126,7 @@ def hessian_at_step(
     )
     provenance = {
         "param_hash": param_hash(flat),
+        "buffers_hash": traj.buffers_hash(step),
         "step": step,
         "hessian_set": set_description,
         "hessian": hessian.definition(),

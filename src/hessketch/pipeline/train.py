@@ -11,7 +11,7 @@ import torch
 from hessketch.models import build_model, num_params
 from hessketch.pipeline.common import DataSpec, pick_device, write_table
 from hessketch.training import SGDConfig, train_sgd
-from hessketch.trajectory import write_trajectory
+from hessketch.trajectory import flatten_buffers, write_trajectory
 
 __all__ = ["train_model"]
 
@@ -27,9 +27,15 @@ def train_model(
     metrics_path: str | Path,
     device: str = "auto",
 ) -> None:
-    """Train ``model_spec`` on ``data`` with ``sgd``; write the trajectory and a metrics table."""
+    """Train ``model_spec`` on ``data`` with ``sgd``; write the trajectory and a metrics table.
+
+    The trajectory holds the parameters and every buffer (BatchNorm running statistics) at
+    each recorded step. The metrics table's "test" columns are of the data set's evaluation
+    split (ImageNet: val).
+    """
     dev = pick_device(device)
-    train, test = data.load("train"), data.load("test")
+    train = data.load_for_training("train")
+    test = data.load_for_training(data.reader.eval_split)
     torch.manual_seed(sgd.seed)  # the initialization is part of the run's seed
     model = build_model(model_spec)
     log.info(
@@ -41,20 +47,21 @@ def train_model(
         dev,
     )
     recorded: dict[int, torch.Tensor] = {}
-    rows = train_sgd(
-        model,
-        train,
-        test,
-        sgd,
-        device=dev,
-        on_record=lambda step, flat: recorded.__setitem__(step, flat),
-    )
+    buffers: dict[int, torch.Tensor] = {}
+
+    def on_record(step: int, flat: torch.Tensor) -> None:
+        recorded[step] = flat
+        buffers[step] = flatten_buffers(model)  # train_sgd trains this very module
+
+    rows = train_sgd(model, train, test, sgd, device=dev, on_record=on_record)
     steps = sorted(recorded)
     meta = {
         "model": model_spec,
         "data": data.to_dict(),
         "training": {**sgd.__dict__, "record_steps": list(sgd.record_steps), "device": str(dev)},
     }
-    write_trajectory(trajectory_path, steps, [recorded[s] for s in steps], meta)
+    write_trajectory(
+        trajectory_path, steps, [recorded[s] for s in steps], meta, [buffers[s] for s in steps]
+    )
     write_table(metrics_path, rows)
     log.info("wrote %d recorded steps to %s", len(steps), trajectory_path)
