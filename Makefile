@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 
 demo: setup data  ## Run the default study end to end on this machine (CPU is enough).
 	$(BIN)/snakemake
-	@echo "Figures: results/fmnist16-mlp/figures/  Sketched vs exact: results/fmnist16-mlp/comparison.tsv"
+	@echo "Figures: results/fmnist16-mlp/figures/  Sketched vs exact: results/fmnist16-mlp/hessian/set~{train,test}/comparison.tsv"
 
 test: setup  ## Lint, unit tests, workflow tests (SLURM tests run when a cluster is up).
 	$(BIN)/ruff check .

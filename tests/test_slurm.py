@@ -255,7 +255,8 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def config(data_root: str) -> dict:
-    return with_changes(TINY, data={"root": data_root})
+    # one Hessian set: the two-set chains are covered locally (tests/test_workflow.py)
+    return with_changes(TINY, data={"root": data_root}, hessian={"sets": {"train": 50}})
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +329,7 @@ def test_measurement_jobs_ran_in_the_gpu_partition_with_a_gpu(study: Study) -> N
 
 
 def test_measurement_jobs_see_their_gpu(study: Study) -> None:
-    receipts = sorted((study.workdir / RUN).glob("hessian/step~*/receipts/*.json"))
+    receipts = sorted((study.workdir / RUN).glob("hessian/set~*/step~*/receipts/*.json"))
     measure_ids = study.jobs["measure_sketch_shard"]
     assert len(receipts) == len(measure_ids)
     seen = []
@@ -347,7 +348,9 @@ def test_measurement_jobs_see_their_gpu(study: Study) -> None:
 def test_results_equal_a_local_run(runs: tuple[Study, Path]) -> None:
     study, local_dir = runs
     slurm_run, local_run = study.workdir / RUN, local_dir / RUN
-    stores = sorted(p.relative_to(slurm_run) for p in slurm_run.glob("hessian/step~*/sketch.zarr"))
+    stores = sorted(
+        p.relative_to(slurm_run) for p in slurm_run.glob("hessian/set~*/step~*/sketch.zarr")
+    )
     assert len(stores) == len(study.config["hessian"]["steps"])
     for store in stores:
         a, b = (
@@ -358,13 +361,13 @@ def test_results_equal_a_local_run(runs: tuple[Study, Path]) -> None:
             x, y = a[name][...], b[name][...]
             assert x.dtype == y.dtype and x.shape == y.shape, (store, name)
             assert x.tobytes() == y.tobytes(), f"{store}/{name} differs"
-    for eigenpairs in sorted(slurm_run.glob("hessian/step~*/method~sketched/eigenpairs.h5")):
+    for eigenpairs in sorted(slurm_run.glob("hessian/set~*/step~*/method~sketched/eigenpairs.h5")):
         with (
             h5py.File(eigenpairs) as f,
             h5py.File(local_run / eigenpairs.relative_to(slurm_run)) as g,
         ):
             np.testing.assert_allclose(f["eigenvalues"][:], g["eigenvalues"][:], rtol=1e-6, atol=0)
-    tables = sorted(slurm_run.glob("hessian/step~*/method~*/overlap.tsv"))
+    tables = sorted(slurm_run.glob("hessian/set~*/step~*/method~*/overlap.tsv"))
     assert len(tables) == len(study.jobs["compute_overlap"])
     for table in tables:
         x, y = read_table(table), read_table(local_run / table.relative_to(slurm_run))

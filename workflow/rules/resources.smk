@@ -4,6 +4,8 @@
 # when it exists and estimated generously before.
 
 
+import math
+
 from hessketch.krylov import ROW_BLOCK_BYTES
 from hessketch.store import reduction_row_block as store_row_block
 
@@ -52,7 +54,15 @@ def mem_mb_measure(wildcards, attempt):
     a wave shard (read V, digest, HV, digest) holds 16·D·block bytes.
     """
     dim, k, s, q, block = problem_size()
-    return _mb(dim * (24 * block + 200), attempt, base=3000)
+    return _mb(dim * (24 * block + 200) + hessian_set_bytes(wildcards), attempt, base=3000)
+
+
+def hessian_set_bytes(wildcards):
+    """The job's Hessian set in memory: its points as float32, twice (read, then batched);
+    3 GB for ImageNet's 5,000 validation images at 224×224."""
+    points = config["hessian"]["sets"][wildcards.hset]
+    shape = DataSpec(**config["data"]).input_shape()
+    return 2 * 4 * points * math.prod(shape)
 
 
 def reduction_row_block(dim, k, q):
