@@ -18,7 +18,11 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The embedded default study; a study given with --configfile replaces it whole (merging the two
+# would carry the default's keys, e.g. its image size or its Hessian sets, into the other study).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 SCHEMA = "workflow/schemas/config.schema.yaml"

@@ -85,6 +85,9 @@ def test_a_paper_config_plans_the_papers_jobs(name: str, tmp_path: Path) -> None
     with torch.device("meta"):
         assert num_params(build_model(config["model"])) == dim
     sets = len(config["hessian"]["sets"])
+    # the default study beside it, as in a checkout: --configfile replaces it, never merges
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text((REPO / "config/config.yaml").read_text())
     jobs = planned_jobs(snakemake(tmp_path, "-n", config=config))
     assert jobs == {
         "train_model": 1,

@@ -57,6 +57,11 @@ def mem_mb_measure(wildcards, attempt):
     return _mb(dim * (24 * block + 200) + hessian_set_bytes(wildcards), attempt, base=3000)
 
 
+def mem_mb_extract(wildcards, attempt):
+    """The Hessian set being extracted: its points, the hashed copy, the decoded batch."""
+    return _mb(1.5 * hessian_set_bytes(wildcards), attempt, base=2000)
+
+
 def hessian_set_bytes(wildcards):
     """The job's Hessian set in memory: its points as float32, twice (read, then batched);
     3 GB for ImageNet's 5,000 validation images at 224×224."""

@@ -30,6 +30,8 @@ rule extract_hessian_set:
         f"{LOGS}/extract_hessian_set/set~{{hset}}.log",
     conda:
         "../../envs/hessketch.yaml"
+    resources:
+        mem_mb=mem_mb_extract,
     params:
         data=config["data"],
         n=lambda wildcards: config["hessian"]["sets"][wildcards.hset],
