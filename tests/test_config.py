@@ -61,6 +61,13 @@ def test_the_tiny_and_default_configs_pass(tmp_path: Path) -> None:
         ({"model": {"name": "mlp", "widths": [100, 16, 10]}}, "does not accept this data"),
         ({"data": {"dataset": "mnist", "image_size": 10}}, r"shape \(1, 10, 10\)"),
         ({"model": {"name": "cnn3c3d"}}, "does not accept this data"),
+        # without the data files, the class count the format fixes still checks the config
+        ({"hessian": {"steps": [0, 100, 200], "sets": {"train": 55}}}, "hessian.sets.train: 55"),
+        ({"model": {"name": "mlp", "widths": [64, 16, 7]}}, "has 10 classes"),
+        (
+            {"data": {"dataset": "cifar100", "root": "/nonexistent"}, "model": {"name": "cnn3c3d"}},
+            "has 100 classes",
+        ),
     ],
 )
 def test_relations_name_the_key(changes: dict, message: str) -> None:

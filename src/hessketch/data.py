@@ -78,12 +78,16 @@ class Dataset(abc.ABC):
         splits: The splits the data set has, e.g. ("train", "test").
         eval_split: The split training evaluates on, one of `splits`.
         default_root: Where the data lie when the config names no root; None for no default.
+        format_classes: The class count the format fixes (IDX 10, CIFAR-100 100), known before
+            any file is read, so that configs can be checked before the data are there; None
+            where only the data tell (an ImageNet tree may hold any number of classes).
     """
 
     name: str = ""
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
     eval_split: ClassVar[str] = "test"
     default_root: ClassVar[Path | None] = None
+    format_classes: ClassVar[int | None] = None
 
     @abc.abstractmethod
     def files(self, root: Path) -> list[Path]:
@@ -512,6 +516,7 @@ class IdxDataset(Dataset):
     """
 
     hint: ClassVar[str] = ""  # appended to `expected`, e.g. a package that installs the files
+    format_classes = 10
 
     def _find(self, root: Path, stem: str) -> Path:
         root = Path(root)
@@ -759,6 +764,11 @@ class CifarDataset(Dataset):
     eval_split = "test"
     image_size = 32
     fmt: ClassVar[_CifarFormat]
+
+    @property
+    def format_classes(self) -> int:  # type: ignore[override]
+        """10 or 100, fixed by the format."""
+        return self.fmt.classes
 
     def folder(self, root: Path) -> Path:
         """Return the batch folder: `root/<folder>`, or `root` itself if it holds the files."""

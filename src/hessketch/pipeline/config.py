@@ -72,11 +72,8 @@ def _model_problems(config: dict[str, Any], data: DataSpec) -> tuple[int | None,
             f"model: {config['model']} does not accept this data's inputs of shape {shape} "
             f"(data.dataset={data.dataset!r}, data.image_size={data.image_size}): {err}"
         ]
-    try:
-        classes = data.num_classes()
-    except DataError:
-        return dim, []  # no data yet: the job that reads them names the missing files
-    if tuple(out.shape) != (2, classes):
+    classes = _classes(data)
+    if classes is not None and tuple(out.shape) != (2, classes):
         return dim, [
             f"model: {config['model']} gives outputs of shape {tuple(out.shape[1:])}, but "
             f"data.dataset={data.dataset!r} has {classes} classes (set model.num_classes)"
@@ -84,16 +81,23 @@ def _model_problems(config: dict[str, Any], data: DataSpec) -> tuple[int | None,
     return dim, []
 
 
+def _classes(data: DataSpec) -> int | None:
+    """The class count from the data, else the one the format fixes (None: unknown yet)."""
+    try:
+        return data.num_classes()
+    except DataError:
+        return data.reader.format_classes
+
+
 def _data_problems(config: dict[str, Any], data: DataSpec) -> list[str]:
     """Hessian sets and mini-batch against the class counts of the labels, if present.
 
     Missing data is reported, with its fix, by the first job that reads it.
     """
-    problems = []
-    try:
-        classes = data.num_classes()
-    except DataError:
-        return problems
+    problems: list[str] = []
+    classes = _classes(data)
+    if classes is None:
+        return problems  # no data yet: the job that reads them names the missing files
     for split, n in config["hessian"]["sets"].items():
         if n % classes:
             problems.append(
