@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from hessketch.errors import IntegrityError, SketchStoreError
 from hessketch.models import build_model, flatten_params
 from hessketch.pipeline.common import DataSpec, EigenpairWriter, read_eigenpairs
 from hessketch.pipeline.hessian_at_step import HessianSpec
-from hessketch.pipeline.hessian_set import extract_hessian_set
+from hessketch.pipeline.hessian_set import extract_hessian_set, read_hessian_set
 from hessketch.pipeline.measure import create_sketch_store, measure_sketch_shard
 from hessketch.pipeline.reduce import reduce_sketch_store
 from hessketch.sketch import SketchSpec
@@ -340,3 +341,27 @@ def test_a_failing_eigenpair_writer_leaves_no_temporary(tmp_path: Path) -> None:
         writer.write_rows(slice(0, 50), torch.ones(50, 3))
     assert not path.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_damaged_or_edited_hessian_set_is_refused(trajectory: Path, tmp_path: Path) -> None:
+    """The points a shard reads are checked: a flipped byte in a chunk or edited points are
+    refused, naming the file and the command that regenerates it."""
+    source = trajectory.parent / "points.h5"
+    x, y, description = read_hessian_set(source)
+    assert description["n"] == 30 and tuple(x.shape) == (30, 1, 8, 8)
+    assert torch.equal(torch.bincount(y), torch.full((10,), 3))
+    flipped = tmp_path / "flipped.h5"
+    shutil.copy2(source, flipped)
+    with h5py.File(flipped, "r") as f:
+        offset = f["inputs"].id.get_chunk_info(0).byte_offset
+    data = bytearray(flipped.read_bytes())
+    data[offset + 10] ^= 0x10
+    flipped.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=r"flipped\.h5 is missing or damaged.*--forcerun"):
+        read_hessian_set(flipped)
+    edited = tmp_path / "edited.h5"
+    shutil.copy2(source, edited)
+    with h5py.File(edited, "r+") as f:
+        f["labels"][0] = (int(f["labels"][0]) + 1) % 10
+    with pytest.raises(IntegrityError, match=r"edited\.h5: its points do not match"):
+        read_hessian_set(edited)
