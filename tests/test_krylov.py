@@ -12,7 +12,8 @@ import torch
 from test_seigh import matrix, random_orthogonal, spectrum
 
 from hessketch.certificate import certify
-from hessketch.krylov import InMemoryBasis, next_block, plan_next_block, rayleigh_ritz
+from hessketch.krylov import InMemoryBasis, next_block, plan_next_block
+from hessketch.ritz import rayleigh_ritz
 from hessketch.seigh import decompose, seigh
 
 F64 = torch.float64

@@ -8,12 +8,8 @@ block ``V_j`` of basis vectors together with its measured images ``HV_j``:
 - wave ``j+1``: ``V_{j+1}`` is ``HV_j`` orthogonalized against every earlier block (block
   classical Gram–Schmidt, twice, in the Gram metric of the stored basis), then orthonormalized
   (tall-skinny QR); directions already in the span are dropped (the space is invariant);
-- after ``p`` waves, Rayleigh–Ritz on the ``Σ b_j``-dimensional space ``span(V)``: the
-  generalized problem ``(Vᵀ HV) u = θ (VᵀV) u``, Ritz vectors ``w = V u``.
-
-Because every basis vector's image ``HV`` was measured, the Ritz residuals
-``‖H w − θ w‖ = ‖HV u − θ V u‖`` come for free: the decomposition carries its own certificate
-without a further wave of products.
+- after ``p`` waves, Rayleigh–Ritz on the ``Σ b_j``-dimensional space ``span(V)``
+  (:mod:`hessketch.ritz`).
 
 Every step streams over row blocks of the stored waves, so memory is a row block times the
 basis size plus small square matrices; the same code serves in-memory bases and Zarr stores.
@@ -34,10 +30,8 @@ __all__ = [
     "Basis",
     "BlockPlan",
     "InMemoryBasis",
-    "RitzResult",
     "next_block",
     "plan_next_block",
-    "rayleigh_ritz",
     "row_blocks",
     "write_next_block",
 ]
@@ -116,25 +110,6 @@ class InMemoryBasis:
         """See :class:`Basis`: a view in the stored dtype."""
         a = sum(self._widths[:wave])
         return self.arrays[name][rows, a : a + self._widths[wave]]
-
-
-@dataclass
-class RitzResult:
-    """Rayleigh–Ritz on a Krylov basis.
-
-    Attributes:
-        eigenvalues: ``(k,)`` Ritz values sorted by descending ``|θ|`` (float64).
-        coefficients: ``(n, k)`` ``U`` with Ritz vectors ``W = V U`` (``V`` all waves' columns).
-        residual_norms: ``(k,)`` ``‖H w_i − θ_i w_i‖`` from the measured images.
-        vector_norms: ``(k,)`` ``‖w_i‖`` as computed from the stored basis (1 up to round-off).
-        basis_dim: ``n``, the dimension of the space searched.
-    """
-
-    eigenvalues: torch.Tensor
-    coefficients: torch.Tensor
-    residual_norms: torch.Tensor
-    vector_norms: torch.Tensor
-    basis_dim: int
 
 
 def row_blocks(dim: int, columns: int, budget: int = ROW_BLOCK_BYTES) -> Iterator[slice]:
@@ -261,55 +236,3 @@ def next_block(
     if plan.width:
         write_next_block(basis, plan, write, budget=budget)
     return plan.width
-
-
-def rayleigh_ritz(
-    basis: Basis,
-    k: int,
-    *,
-    on_vector_rows: Callable[[slice, torch.Tensor], None] | None = None,
-    budget: int = ROW_BLOCK_BYTES,
-) -> RitzResult:
-    """Top-``k`` Ritz pairs (by ``|θ|``) of ``span(V)`` and their residuals, in two passes.
-
-    Args:
-        basis: all measured waves (``V`` and ``HV`` of each).
-        k: number of Ritz pairs kept.
-        on_vector_rows: called with each row range and the Ritz vectors' rows (float64).
-        budget: float64 working memory per row block, in bytes.
-
-    Raises:
-        NumericalError: if the basis has fewer than ``k`` directions or its Gram matrix is
-            not positive definite.
-    """
-    n = sum(basis.widths())
-    if n < k:
-        raise NumericalError(
-            f"the Krylov basis has {n} directions, fewer than k={k}: the operator has an "
-            f"invariant subspace of dimension {n} containing the start block; use a smaller k"
-        )
-    blocks = list(row_blocks(basis.dim, 2 * n, budget))
-    gram = torch.zeros(n, n, dtype=torch.float64)
-    proj = torch.zeros(n, n, dtype=torch.float64)
-    for rows in blocks:
-        v, hv = _f64(basis, "V", rows), _f64(basis, "HV", rows)
-        gram += v.T @ v
-        proj += v.T @ hv
-    chol = _cholesky(gram, "Krylov basis")
-    # L⁻¹ T L⁻ᵀ with T symmetrized: a standard symmetric problem in an orthonormal basis.
-    half = torch.linalg.solve_triangular(chol, (proj + proj.T) / 2, upper=False)
-    core = torch.linalg.solve_triangular(chol, half.T, upper=False)
-    theta, y = torch.linalg.eigh((core + core.T) / 2)
-    order = torch.argsort(theta.abs(), descending=True, stable=True)[:k]
-    theta = theta[order]
-    coefficients = torch.linalg.solve_triangular(chol.T, y[:, order], upper=True)
-    residual_sq = torch.zeros(k, dtype=torch.float64)
-    norm_sq = torch.zeros(k, dtype=torch.float64)
-    for rows in blocks:
-        v, hv = _f64(basis, "V", rows), _f64(basis, "HV", rows)
-        w = v @ coefficients
-        residual_sq += (hv @ coefficients - w * theta).square().sum(0)
-        norm_sq += w.square().sum(0)
-        if on_vector_rows is not None:
-            on_vector_rows(rows, w)
-    return RitzResult(theta, coefficients, residual_sq.sqrt(), norm_sq.sqrt(), n)

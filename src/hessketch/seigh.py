@@ -19,25 +19,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
+from hessketch.adaptive import Target, krylov_decomposition
 from hessketch.certificate import (
+    DEFAULT_SPACE_TOLERANCE,
     DEFAULT_TOLERANCE,
+    FLOAT32_ROUNDING,
     Certificate,
-    certificate_from_sums,
     probe_checks,
+    ritz_certificate,
 )
 from hessketch.certificate import certify as certify_pairs
 from hessketch.errors import NumericalError
-from hessketch.krylov import (
-    InMemoryBasis,
-    RitzResult,
-    plan_next_block,
-    rayleigh_ritz,
-    write_next_block,
-)
 from hessketch.sketch import SketchSpec, measure_block
 
 __all__ = [
@@ -301,6 +297,10 @@ class Decomposition:
         certificate: residuals, Rayleigh quotients and the verdict (``None`` if not asked for).
         hvps: products spent, by purpose (``"measurement"``, ``"certificate"``).
         passes: waves of products behind the eigenpairs.
+        stopped: why an adaptive run stopped (``"target met"``, ``"budget spent"``,
+            ``"invariant space"``); ``None`` for a fixed number of passes.
+        history: an adaptive run's decision after every wave
+            (:class:`hessketch.adaptive.Decision` as dicts).
     """
 
     eigenvalues: torch.Tensor
@@ -308,6 +308,8 @@ class Decomposition:
     certificate: Certificate | None
     hvps: dict[str, int]
     passes: int
+    stopped: str | None = None
+    history: list[dict] | None = None
 
 
 def _as_operator(
@@ -330,47 +332,6 @@ def _as_operator(
     return apply, dtype, device
 
 
-def _krylov(
-    apply: Callable[[torch.Tensor], torch.Tensor],
-    spec: SketchSpec,
-    passes: int,
-    width: int,
-    *,
-    dtype: torch.dtype,
-    device: torch.device | str | None,
-) -> tuple[RitzResult, torch.Tensor, int]:
-    """``passes`` waves of block Krylov from the first ``width`` test vectors, Rayleigh–Ritz."""
-    basis = InMemoryBasis(spec.dim, passes * width, dtype)
-
-    def images(v: torch.Tensor) -> torch.Tensor:
-        bs = spec.block_size
-        parts = [apply(v[:, a : a + bs].to(device)).cpu() for a in range(0, v.shape[1], bs)]
-        return torch.cat(parts, dim=1)
-
-    matrix = spec.right()
-    start = torch.cat(
-        [
-            matrix.rows(a, min(a + spec.block_size, width), dtype=dtype)
-            for a in range(0, width, spec.block_size)
-        ],
-        dim=1,
-    )
-    basis.append(start, images(start))
-    hvps = width
-    for j in range(1, passes):
-        plan = plan_next_block(basis)
-        if plan.width == 0:
-            log.info("Krylov space invariant after %d waves; stopping early", j)
-            break
-        new = torch.empty(spec.dim, plan.width, dtype=dtype)
-        write_next_block(basis, plan, lambda rows, values, out=new: out[rows].copy_(values))
-        basis.append(new, images(new))
-        hvps += plan.width
-    vectors = torch.empty(spec.dim, spec.k, dtype=torch.float64)
-    ritz = rayleigh_ritz(basis, spec.k, on_vector_rows=lambda rows, w: vectors[rows].copy_(w))
-    return ritz, vectors, hvps
-
-
 def decompose(
     op: torch.Tensor | Callable[[torch.Tensor], torch.Tensor],
     dim: int,
@@ -387,6 +348,10 @@ def decompose(
     probes: int = 10,
     certify: bool = True,
     tolerance: float = DEFAULT_TOLERANCE,
+    space_tolerance: float = DEFAULT_SPACE_TOLERANCE,
+    target: int | str | None = None,
+    max_hvps: int | None = None,
+    product_error: float | None = None,
 ) -> Decomposition:
     """Top-``k`` eigenpairs (by ``|λ|``) of a symmetric operator, with a certificate.
 
@@ -397,6 +362,11 @@ def decompose(
     space; its residuals, hence its certificate, come without further products. Narrow waves
     and more of them buy a higher polynomial degree for the same products (see
     benchmarks/README.md); wide waves give more parallelism per wave.
+
+    With ``max_hvps`` the number of waves is decided by the certificate
+    (:mod:`hessketch.adaptive`): Krylov waves of ``width`` products (default ``min(s, 20)``)
+    until the top-``target`` space is certified to ``space_tolerance`` or ``max_hvps``
+    products are spent; ``Decomposition.stopped`` says which.
 
     Args:
         op: a symmetric ``(dim, dim)`` tensor, or a callable mapping ``(dim, b)`` blocks to
@@ -415,6 +385,12 @@ def decompose(
             are measured when ``certify`` is false).
         certify: compute the certificate (for ``passes=1`` this costs ``k`` products).
         tolerance: largest backward error of a certified pair.
+        space_tolerance: largest bound on ``‖sin Θ‖_F`` of a certified top-``j`` space.
+        target: adaptive runs: certify the top-``target`` space (an int ``≤ k``), or
+            ``"budget"``/``None``: the largest ``j ≤ k`` the budget certifies.
+        max_hvps: the budget of an adaptive run; giving it makes the run adaptive.
+        product_error: relative accuracy ``ε`` of one product assumed by the space bounds
+            (default: :data:`hessketch.spacebound.PRODUCT_ERROR` of ``dtype``).
 
     Returns:
         A :class:`Decomposition`; eigenpairs in ``dtype``, on the CPU.
@@ -429,25 +405,26 @@ def decompose(
         seed=seed,
         test_matrix=test_matrix,
         block_size=block_size,
-        probes=probes if passes == 1 and certify else 0,
+        probes=probes if passes == 1 and certify and max_hvps is None else 0,
     )
+    if max_hvps is not None or target is not None:
+        if max_hvps is None or passes != 1:
+            raise ValueError("an adaptive run needs max_hvps (its budget) and passes=1 (unset)")
+        goal = Target.parse(target, k, max_hvps, space_tolerance)
+        width = min(spec.s, 20) if width is None else width
+        if not 1 <= width <= spec.s or max_hvps < k:
+            raise ValueError(f"need 1 <= width <= s={spec.s} and max_hvps >= k={k}")
+        return _krylov(apply, spec, width, None, goal, dtype, device, tolerance, product_error)
     if passes > 1:
         width = spec.s if width is None else width
         if not 1 <= width <= spec.s or passes * width < k:
             raise ValueError(
                 f"need 1 <= width <= s={spec.s} and passes·width >= k={k}; got width={width}"
             )
-        ritz, vectors, hvps = _krylov(apply, spec, passes, width, dtype=dtype, device=device)
-        certificate = None
-        if certify:
-            certificate = ritz_certificate(ritz, tolerance=tolerance)
-        return Decomposition(
-            ritz.eigenvalues.to(dtype),
-            vectors.to(dtype),
-            certificate,
-            {"measurement": hvps, "certificate": 0},
-            passes,
-        )
+        run = _krylov(apply, spec, width, passes, None, dtype, device, tolerance, product_error)
+        if not certify:
+            run.certificate = None
+        return run
     sketch = measure_sketch(spec, apply, dtype=dtype, device=device)
     eigenvectors = torch.empty(dim, k, dtype=dtype)
     result = reduce_sketch(sketch, on_eigenvector_rows=lambda rows, w: eigenvectors[rows].copy_(w))
@@ -472,7 +449,10 @@ def decompose(
             eigenvectors,
             block_size=block_size,
             tolerance=tolerance,
+            space_tolerance=space_tolerance,
             checks=checks,
+            product_dtype=dtype,
+            product_error=product_error,
         )
     hvps = {
         "measurement": spec.s + spec.probes,
@@ -481,13 +461,54 @@ def decompose(
     return Decomposition(eigenvalues, eigenvectors, certificate, hvps, 1)
 
 
-def ritz_certificate(ritz: RitzResult, *, tolerance: float = DEFAULT_TOLERANCE) -> Certificate:
-    """The certificate of Ritz pairs: residuals from the measured basis images, no products."""
-    norms = ritz.vector_norms.clamp_min(torch.finfo(torch.float64).tiny)
-    sums = torch.stack(
-        [(ritz.residual_norms / norms).square(), ritz.eigenvalues, torch.ones_like(norms)]
+def _krylov(
+    apply: Callable[[torch.Tensor], torch.Tensor],
+    spec: SketchSpec,
+    width: int,
+    passes: int | None,
+    goal: Target | None,
+    dtype: torch.dtype,
+    device: torch.device | str | None,
+    tolerance: float,
+    product_error: float | None,
+) -> Decomposition:
+    """Block Krylov (fixed ``passes`` or adaptive towards ``goal``) with its certificate."""
+    rounding = FLOAT32_ROUNDING if dtype == torch.float32 else 0.0
+
+    def certificate_of(ritz: Any) -> Certificate:
+        return ritz_certificate(
+            ritz,
+            tolerance=tolerance,
+            space_tolerance=goal.space_tolerance if goal else DEFAULT_SPACE_TOLERANCE,
+            product_dtype=dtype,
+            product_error=product_error,
+            rounding=rounding,
+        )
+
+    def met(ritz: Any) -> bool:
+        assert goal is not None
+        return bool(certificate_of(ritz).space_bounds[goal.k - 1] <= goal.space_tolerance)
+
+    run = krylov_decomposition(
+        apply,
+        spec,
+        width,
+        passes=passes,
+        target=goal,
+        certified=met if goal else None,
+        dtype=dtype,
+        device=device,
+        product_error=product_error,
     )
-    return certificate_from_sums(ritz.eigenvalues, sums, tolerance=tolerance, method="Ritz")
+    return Decomposition(
+        run.ritz.eigenvalues.to(dtype),
+        run.vectors.to(dtype),
+        certificate_of(run.ritz),
+        {"measurement": run.hvps, "certificate": 0},
+        run.waves if goal else passes,  # type: ignore[arg-type]
+        run.stopped if goal else None,
+        [d.to_dict() for d in run.history] if goal else None,
+    )
 
 
 def seigh(

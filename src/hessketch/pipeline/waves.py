@@ -29,12 +29,13 @@ from hessketch.certificate import (
     certificate_from_sums,
     probe_checks,
     residuals_from_images,
+    ritz_certificate,
 )
 from hessketch.errors import NumericalError, SketchStoreError
-from hessketch.krylov import plan_next_block, rayleigh_ritz, row_blocks, write_next_block
+from hessketch.krylov import plan_next_block, row_blocks, write_next_block
 from hessketch.pipeline.common import EigenpairWriter, open_eigenpairs, write_table
 from hessketch.pipeline.hessian_at_step import HessianSpec, hessian_provenance
-from hessketch.seigh import ritz_certificate
+from hessketch.ritz import rayleigh_ritz
 from hessketch.sketch import SketchSpec
 from hessketch.store import TALL_ROW_CHUNK, read_json, verify_receipts, write_json_atomic
 from hessketch.trajectory import Trajectory, param_hash
