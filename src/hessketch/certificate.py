@@ -120,6 +120,8 @@ class Certificate:
         space_bounds: ``(n,)`` upper bound on ``‖sin Θ‖_F`` between the span of the first ``j``
             vectors and the true top-``j`` eigenspace, ``j = 1..n`` (``inf``: none).
         space_gaps: ``(n,)`` the gap ``δ_j`` behind each bound (``≤ 0``: ``j`` cuts a cluster).
+        space_next: ``(n,)`` ``μ̂_{j+1}``, the bound on the ``(j+1)``-th largest ``|λ|`` that the
+            space bound assumes (no eigenvalue missed).
         tolerance: largest accepted backward error.
         space_tolerance: largest bound of a certified space.
         orthonormality: ``‖ŴᵀŴ − I‖₂`` of the vectors the bounds are for.
@@ -137,6 +139,7 @@ class Certificate:
     norm_estimate: float
     space_bounds: torch.Tensor
     space_gaps: torch.Tensor
+    space_next: torch.Tensor
     tolerance: float = DEFAULT_TOLERANCE
     space_tolerance: float = DEFAULT_SPACE_TOLERANCE
     orthonormality: float = 0.0
@@ -255,6 +258,7 @@ class Certificate:
                 "certified": int(i < trusted),
                 "space_bound": float(self.space_bounds[i]),
                 "gap": float(self.space_gaps[i]),
+                "next_modulus": float(self.space_next[i]),
                 "space_certified": int(space[i]),
             }
             for i in range(len(self.eigenvalues))
@@ -370,6 +374,7 @@ def certificate_from_sums(
         norm_estimate=norm_estimate,
         space_bounds=bounds.bounds,
         space_gaps=bounds.gaps,
+        space_next=bounds.next_modulus,
         tolerance=tolerance,
         space_tolerance=space_tolerance,
         orthonormality=orthonormality,
@@ -426,6 +431,7 @@ def ritz_certificate(
     )
     certificate.space_bounds = bounds.bounds[:k]
     certificate.space_gaps = bounds.gaps[:k]
+    certificate.space_next = bounds.next_modulus[:k]
     certificate.orthonormality = ritz.orthonormality
     certificate.rounding = rounding
     return certificate

@@ -216,8 +216,9 @@ def overlap_interval(
     # |k ov − k ov̂| ≤ √k s
     low2 = a_low.square() - k.sqrt() * s0
     high2 = a_high.square() + k.sqrt() * s0
-    low = (torch.maximum(low1, low2) / k).clamp(0, 1)
-    high = (torch.minimum(high1, high2) / k).clamp(0, 1)
+    # the computed value lies inside by construction; min/max only undo the rounding of √·²
+    low = torch.minimum((torch.maximum(low1, low2) / k).clamp(0, 1), ov)
+    high = torch.maximum((torch.minimum(high1, high2) / k).clamp(0, 1), ov)
     low = torch.where(finite, low, torch.zeros_like(low))
     high = torch.where(finite, high, torch.ones_like(high))
     return low, high
