@@ -20,7 +20,7 @@ import hessketch
 from hessketch.data import balanced_indices
 from hessketch.hessian import HessianOperator, dense_matrix
 from hessketch.metrics import magnitude_order, mask_overlap_curve
-from hessketch.models import build_model, flatten_params
+from hessketch.models import build_model
 from hessketch.pipeline.common import DataSpec
 from hessketch.spacebound import overlap_interval
 from hessketch.training import SGDConfig, train_sgd
