@@ -6,6 +6,7 @@
 #   hessian/set~<s>/points.h5                          the points of Hessian set <s> (a split)
 #   hessian/set~<s>/step~<t>/sketch.zarr               Y, Z, PhiY, HOmega of one Hessian
 #   hessian/set~<s>/step~<t>/receipts/shard~<i>-of-<n>.json   what each measurement shard wrote
+#   hessian/set~<s>/step~<t>/krylov/{wave~<j>.zarr,plan~<j>.{json,npz}}   block Krylov waves
 #   hessian/set~<s>/step~<t>/method~<sketched|exact>/eigenpairs.h5   eigenvalues, eigenvectors
 #   hessian/set~<s>/step~<t>/method~<m>/{overlap,distances,spectrum}.tsv, summary.json
 #   hessian/set~<s>/{comparison,stability}.tsv         per set, across steps
@@ -49,7 +50,7 @@ rule all:
         all_summaries(),
         comparisons(),
         per_set("stability"),
-        all_intermediates(),
+        all_intermediates,
 
 
 rule figures:

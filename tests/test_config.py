@@ -56,6 +56,24 @@ def test_the_tiny_and_default_configs_pass(tmp_path: Path) -> None:
             {"sketch": {"k": 40, "s": 200, "passes": 13, "wave_width": 100}},
             "sketch.passes: 13 waves of 100 HVPs span 1300 directions",
         ),
+        ({"sketch": {"k": 40, "passes": "adaptive"}}, "sketch.max_hvps: an adaptive run"),
+        ({"sketch": {"k": 40, "passes": "adaptive", "max_hvps": 30}}, "sketch.max_hvps: 30 HVPs"),
+        (
+            {"sketch": {"k": 40, "passes": "adaptive", "max_hvps": 2000}},
+            "sketch.max_hvps: 2000 HVPs span more directions than the model's D=1,210",
+        ),
+        (
+            {
+                "sketch": {"k": 40, "passes": "adaptive", "max_hvps": 400},
+                "certificate": {"target": 41},
+            },
+            "certificate.target: 41 exceeds sketch.k=40",
+        ),
+        ({"sketch": {"k": 40, "max_hvps": 400}}, "sketch.max_hvps: only an adaptive run"),
+        (
+            {"sketch": {"k": 40}, "certificate": {"target": 10}},
+            "certificate.target: only an adaptive",
+        ),
         ({"exact": {"steps": [0], "k": 2000}}, "exact.k: 2000 exceeds the model's D=1,210"),
         ({"exact": {"steps": [0], "k": 40, "max_dim": 1000}}, "exceeds exact.max_dim=1,000"),
         ({"model": {"name": "mlp", "widths": [100, 16, 10]}}, "does not accept this data"),

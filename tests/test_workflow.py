@@ -21,7 +21,7 @@ from idx_files import write_fake_mnist
 
 from hessketch.errors import IntegrityError
 from hessketch.hessian import dense_matrix
-from hessketch.metrics import magnitude_order
+from hessketch.metrics import magnitude_order, mask_overlap_curve
 from hessketch.pipeline.common import read_eigenpairs, read_table
 from hessketch.pipeline.compare import compare_to_exact
 from hessketch.pipeline.hessian_at_step import HessianSpec, hessian_at_step
@@ -189,6 +189,9 @@ def test_tiny_run_outputs(tiny_run: tuple[Path, dict]) -> None:
         # is below 2 % after training (decaying spectrum) and below 10 % at the flat random init
         errors = comparison["median_rel_error_top10"]
         assert errors[-1] < 0.02 and np.all(errors < 0.10), (hset, errors)
+        # the exact overlap lies inside the sketched interval, at report_k and at every k
+        assert np.all(comparison["exact_inside"] == 1) and np.all(comparison["k_outside"] == 0)
+        assert np.all(comparison["k_compared"] == config["sketch"]["k"])
     report = json.loads(
         (run / "hessian/set~train/step~200/method~sketched/report.json").read_text()
     )
@@ -218,11 +221,30 @@ def check_certificate_against_dense(
         assert float((true - lam).abs().min()) <= res + 1e-4 * norm
     trusted = certificate["trusted_k"]
     assert np.all(table["certified"][:trusted] == 1) and np.all(table["certified"][trusted:] == 0)
+    # every space bound holds against the dense Hessian's eigenvectors (float64): the true
+    # ‖sin Θ‖_F of the stored vectors' top-j span never exceeds it
+    dense_values, dense_vectors = torch.linalg.eigh(hessian)
+    exact = dense_vectors[:, torch.argsort(dense_values.abs(), descending=True)]
+    q, _ = torch.linalg.qr(vectors)
+    coefficients = exact.T @ q
+    bounds = np.array([float(b) for b in certificate["space_bounds"]])
+    for j in np.nonzero(np.isfinite(bounds))[0] + 1:
+        assert float(coefficients[j:, :j].norm()) <= bounds[j - 1], j
+    assert np.allclose(table["space_bound"], bounds, rtol=1e-9, atol=0)  # %.10g in the TSV
     summary = json.loads((base / "summary.json").read_text())
-    assert summary["trusted_k"] == trusted
-    assert summary["certified"] == (config["overlap"]["report_k"] <= trusted)
+    assert summary["trusted_k"] == trusted and summary["space_k"] == certificate["space_k"]
+    report_k = config["overlap"]["report_k"]
     overlap = read_table(base / "overlap.tsv")
-    assert np.all(overlap["certified"] == (overlap["k"] <= trusted))
+    assert np.all(overlap["pairs_certified"] == (overlap["k"] <= trusted))
+    certified = overlap["space_bound"] <= certificate["space_tolerance"]
+    assert np.array_equal(overlap["certified"] == 1, certified)
+    assert summary["certified"] == bool(certified[report_k - 1])
+    # the interval contains the overlap of the exact top-k eigenspace at every k
+    k = len(overlap["k"])
+    mask = magnitude_order(Trajectory.open(run / "train/trajectory.h5").params(step))
+    true = mask_overlap_curve(exact[mask[:k], :k], torch.arange(k)).numpy()
+    assert np.all(overlap["overlap_low"] <= true + 1e-12)
+    assert np.all(true <= overlap["overlap_high"] + 1e-12)
     return certificate
 
 
@@ -379,13 +401,15 @@ def test_rerun_behaviour(tiny_run: tuple[Path, dict]) -> None:
 
 @pytest.fixture(scope="module")
 def krylov_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """The tiny study at step 200 with block Krylov: 4 waves of 20 HVPs, 3 shards each."""
+    """The tiny study at step 200 with adaptive block Krylov: waves of 20 HVPs, 3 shards each,
+    until the top-10 space is certified (budget 200 HVPs)."""
     workdir = tmp_path_factory.mktemp("krylov")
     config = with_changes(
         TINY,
         data={"root": str(write_fake_mnist(workdir / "data"))},
         hessian={"steps": [200], "sets": {"train": 50}},
-        sketch={"passes": 4, "wave_width": 20, "shards": 3},
+        sketch={"passes": "adaptive", "wave_width": 20, "shards": 3, "max_hvps": 200},
+        certificate={"target": 10},
         exact={"steps": [200]},
         plots={"steps_vs_k": [200]},
     )
@@ -401,13 +425,27 @@ def test_krylov_run_is_certified_and_matches_exact(krylov_run: tuple[Path, dict]
         (run / "hessian/set~train/step~200/method~sketched/report.json").read_text()
     )
     assert report["algorithm"] == "block-krylov"
-    assert report["wave_widths"] == [20, 20, 20, 20] and report["hvps"] == 80
+    waves = len(report["wave_widths"])
+    assert report["wave_widths"] == [20] * waves and report["hvps"] == 20 * waves
+    # the certificate decided the number of waves: the last plan stopped at the target
+    assert report["adaptive"]["stopped"] == "target met" and report["adaptive"]["target_met"]
+    history = report["history"]
+    assert len(history) == waves and history[-1]["reason"] == "target met"
+    assert all(h["reason"] == "continue" for h in history[:-1])
     certificate = check_certificate_against_dense(run, config, step=200)
-    assert certificate["trusted_k"] == config["sketch"]["k"]  # every pair certified
+    assert certificate["space_k"] >= 10 and float(certificate["space_bounds"][9]) <= 0.1
+    # the plan before the last did not meet the target: no wave was bought for nothing
+    assert history[-2]["bound"] == "inf" or float(history[-2]["bound"]) > 0.1
     comparison = read_table(run / "hessian/set~train/comparison.tsv")
-    # 80 HVPs (one-pass: 84) and the overlap matches the exact one to 0.005
     assert comparison["overlap_abs_difference"][0] <= 0.005
     assert comparison["max_rel_error_top10"][0] <= 1e-4
+    # a fixed number of passes instead: the rules know the waves without any checkpoint
+    fixed = with_changes(
+        config, sketch={"passes": 4, "max_hvps": None}, certificate={"target": None}
+    )
+    jobs = planned_jobs(snakemake(workdir, "-n", config=fixed))
+    assert jobs["create_krylov_wave"] == 4 and jobs["plan_krylov_wave"] == 3
+    assert jobs["measure_wave_shard"] == 4 * config["sketch"]["shards"]
 
 
 def test_krylov_waves_do_not_depend_on_the_shard_count(
@@ -421,7 +459,14 @@ def test_krylov_waves_do_not_depend_on_the_shard_count(
     target = RUN + "/hessian/set~train/step~200/method~sketched/eigenpairs.h5"
     result = snakemake(other, target, config=one_shard)
     assert result.returncode == 0, result.stderr[-5000:]
-    for wave in range(4):
+    waves = len(
+        json.loads((run / "hessian/set~train/step~200/method~sketched/report.json").read_text())[
+            "wave_widths"
+        ]
+    )
+    assert (other / RUN / f"hessian/set~train/step~200/krylov/wave~{waves - 1}.zarr").is_dir()
+    assert not (other / RUN / f"hessian/set~train/step~200/krylov/wave~{waves}.zarr").exists()
+    for wave in range(waves):
         a = zarr.open_group(
             str(run / f"hessian/set~train/step~200/krylov/wave~{wave}.zarr"), mode="r"
         )
@@ -433,13 +478,15 @@ def test_krylov_waves_do_not_depend_on_the_shard_count(
 
 
 def test_a_recreated_wave_makes_later_waves_stale(krylov_run: tuple[Path, dict]) -> None:
-    from hessketch.errors import SketchStoreError
-    from hessketch.pipeline.waves import reduce_krylov
+    from hessketch.errors import IntegrityError, SketchStoreError
+    from hessketch.pipeline.krylov import plan_krylov_wave, reduce_krylov
 
-    workdir, _ = krylov_run
+    workdir, config = krylov_run
     step = workdir / RUN / "hessian/set~train/step~200"
-    stores = [step / f"krylov/wave~{i}.zarr" for i in range(4)]
-    receipts = [sorted((step / f"krylov/wave~{i}/receipts").glob("*.json")) for i in range(4)]
+    n = len(sorted((step / "krylov").glob("wave~*.zarr")))
+    stores = [step / f"krylov/wave~{i}.zarr" for i in range(n)]
+    receipts = [sorted((step / f"krylov/wave~{i}/receipts").glob("*.json")) for i in range(n)]
+    plans = [step / f"krylov/plan~{i}.json" for i in range(1, n + 1)]
     wave1 = zarr.open_group(str(stores[1]), mode="r")
     chain = dict(wave1.attrs)["previous"]
     assert chain == [dict(zarr.open_group(str(stores[0]), mode="r").attrs)["store_id"]]
@@ -448,14 +495,48 @@ def test_a_recreated_wave_makes_later_waves_stale(krylov_run: tuple[Path, dict])
     shutil.copytree(step / "krylov", tampered)
     group = zarr.open_group(str(tampered / "wave~1.zarr"), mode="r+")
     group.attrs["previous"] = ["0" * 32]
+    reduction = {
+        "receipt_paths": receipts,
+        "k": 40,
+        "tolerance": 0.05,
+        "eigenpairs_path": tampered / "e.h5",
+        "report_path": tampered / "r.json",
+        "certificate_path": tampered / "c.json",
+        "certificate_table_path": tampered / "c.tsv",
+    }
     with pytest.raises(SketchStoreError, match=r"wave 1\).*stale"):
-        reduce_krylov(
-            store_paths=[tampered / f"wave~{i}.zarr" for i in range(4)],
-            receipt_paths=receipts,
-            k=40,
-            tolerance=0.05,
-            eigenpairs_path=tampered / "e.h5",
-            report_path=tampered / "r.json",
-            certificate_path=tampered / "c.json",
-            certificate_table_path=tampered / "c.tsv",
-        )
+        reduce_krylov(store_paths=[tampered / f"wave~{i}.zarr" for i in range(n)], **reduction)
+    # a plan's arrays edited, or a plan of other waves: refused, naming the plan
+    shutil.rmtree(tampered)
+    shutil.copytree(step / "krylov", tampered)
+    arrays = tampered / "plan~1.npz"
+    arrays.write_bytes(arrays.read_bytes()[:-8] + b"\0" * 8)
+    copied = [tampered / p.name for p in plans]
+    with pytest.raises(IntegrityError, match=r"plan~1\.npz does not match the SHA-256"):
+        reduce_krylov(store_paths=stores, plan_paths=copied, **reduction)
+    shutil.copy2(plans[0].with_suffix(".npz"), arrays)
+    other = json.loads(plans[0].read_text())
+    other["waves"] = ["0" * 32]
+    from hessketch.store import write_json_atomic
+
+    write_json_atomic(copied[0], {k: v for k, v in other.items() if k != "sha256"})
+    with pytest.raises(SketchStoreError, match=r"plan~1\.json was computed from waves"):
+        reduce_krylov(store_paths=stores, plan_paths=copied, **reduction)
+    # replanning the last wave gives the same decision, bit for bit (with the job's one thread)
+    again = tampered / f"again~{n}.json"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    plan_krylov_wave(
+        sketch={**config["sketch"], "s": 80},
+        certificate=config["certificate"] | {"space_tolerance": 0.1, "product_error": None},
+        wave=n,
+        store_paths=stores,
+        receipt_paths=receipts,
+        plan_paths=plans[:-1],
+        plan_path=again,
+    )
+    torch.set_num_threads(threads)
+    assert (
+        json.loads(again.read_text())["decision"] == json.loads(plans[-1].read_text())["decision"]
+    )
+    assert again.with_suffix(".npz").read_bytes() == plans[-1].with_suffix(".npz").read_bytes()

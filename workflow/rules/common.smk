@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from hessketch.pipeline.common import DataSpec  # noqa: E402
 from hessketch.pipeline.config import ConfigError, check_config, record_steps  # noqa: E402
+from hessketch.store import read_json  # noqa: E402
 
 try:
     check_config(config, yaml.safe_load(Path(workflow.basedir, SCHEMA).read_text()))
@@ -44,6 +45,8 @@ VERIFICATION_RECEIPTS = escaped(
     f"{STEP}/method~sketched/verification/receipts/shard~{{scatteritem}}.json"
 )
 ONE_PASS = config["sketch"]["passes"] == 1
+# block Krylov whose number of waves the certificate decides (plan_krylov_wave is a checkpoint)
+ADAPTIVE = config["sketch"]["passes"] == "adaptive"
 TABLES = ["overlap", "distances", "spectrum"]  # written beside each summary.json
 FIGURE_NAMES = ["overlap_over_training", "overlap_vs_k", "spectra", "training_curves"]
 
@@ -102,9 +105,26 @@ def sketch_params():
 
 
 def krylov_params():
-    """What defines a block Krylov iteration: the sketch's start block, passes, wave width."""
-    width = config["sketch"]["wave_width"]
-    return {**sketch_params(), "passes": config["sketch"]["passes"], "wave_width": width}
+    """What defines a Krylov wave: the sketch's start block and the wave width, and for an
+    adaptive run its budget. Not a fixed sketch.passes: more passes measure only the waves
+    added, fewer reduce the waves already measured."""
+    params = {**sketch_params(), "wave_width": config["sketch"]["wave_width"]}
+    if ADAPTIVE:
+        return {**params, "passes": "adaptive", "max_hvps": config["sketch"]["max_hvps"]}
+    return {**params, "passes": "fixed", "max_hvps": None}
+
+
+def certificate_params(target=False):
+    """What a certificate is judged by; with ``target``, also what an adaptive run stops at."""
+    keys = ("tolerance", "space_tolerance", "product_error")
+    params = {key: config["certificate"][key] for key in keys}
+    return {**params, "target": config["certificate"]["target"]} if target else params
+
+
+def plan_params():
+    """What a Krylov plan decides by: an adaptive run's certificate and target; nothing for a
+    fixed number of passes (its plans only record the certificate's estimate)."""
+    return certificate_params(target=True) if ADAPTIVE else {}
 
 
 def training_params():
@@ -214,13 +234,15 @@ def intermediates_of_step(hset, step):
     else:
         wildcards = Namespace(hset=hset, step=step)
         files += all_waves(wildcards) + receipts_of_all_waves(wildcards)
+        files += [p for plan in plans_of_reduction(wildcards) for p in (plan, npz(plan))]
     return files
 
 
-def all_intermediates():
+def all_intermediates(wildcards=None):
     """What every result depends on, requested by ``rule all`` so that a plain run regenerates
     any of it that is missing (a failed or forced job, a deleted receipt or eigenpair file)
-    instead of reporting "Nothing to be done" over a hole."""
+    instead of reporting "Nothing to be done" over a hole. An input function: an adaptive
+    run's waves are known only once its plans are (checkpoints)."""
     files = [f"{RESULTS}/train/{name}" for name in ("trajectory.h5", "metrics.tsv")]
     for hset in HESSIAN_SETS:
         files.append(POINTS.format(hset=hset))
@@ -264,21 +286,72 @@ def receipts_of_earlier_waves(wildcards):
     return [r for wave in receipts_by_earlier_wave(wildcards) for r in wave]
 
 
+def krylov_wave_count(wildcards):
+    """The Krylov waves of a step: sketch.passes, or for an adaptive run as many as its plans
+    decide (each plan a checkpoint: the next wave is planned once the last one is measured)."""
+    if not ADAPTIVE:
+        return config["sketch"]["passes"]
+    wave = 1
+    while True:
+        plan = checkpoints.plan_krylov_wave.get(
+            hset=wildcards.hset, step=wildcards.step, index=wave
+        ).output.plan
+        if read_json(plan, "Krylov plan")["decision"]["reason"] != "continue":
+            return wave
+        wave += 1
+
+
 def all_waves(wildcards):
     """The stores of every Krylov wave of a step."""
-    passes = config["sketch"]["passes"]
-    return [f"{_krylov_wave(wildcards, i)}.zarr" for i in range(passes)]
+    return [f"{_krylov_wave(wildcards, i)}.zarr" for i in range(krylov_wave_count(wildcards))]
 
 
 def receipts_by_wave(wildcards):
     """The receipts of every Krylov wave of a step (one list per wave)."""
-    passes = config["sketch"]["passes"]
-    return [_receipts_of_wave(wildcards, i) for i in range(passes)]
+    return [_receipts_of_wave(wildcards, i) for i in range(krylov_wave_count(wildcards))]
 
 
 def receipts_of_all_waves(wildcards):
     """All receipts of every Krylov wave of a step."""
     return [r for wave in receipts_by_wave(wildcards) for r in wave]
+
+
+def _plan(wildcards, index):
+    return f"{step_dir(wildcards.hset, wildcards.step)}/krylov/plan~{index}.json"
+
+
+def npz(plan):
+    """The arrays beside a Krylov plan."""
+    return plan.replace(".json", ".npz")
+
+
+def earlier_plans(wildcards):
+    """The plans of the Krylov waves 1..index−1 (the waves before wave ``index`` but the first)."""
+    return [_plan(wildcards, i) for i in range(1, int(wildcards.index))]
+
+
+def earlier_plan_files(wildcards):
+    """:func:`earlier_plans` with their arrays."""
+    return [p for plan in earlier_plans(wildcards) for p in (plan, npz(plan))]
+
+
+def plan_of_wave(wildcards):
+    """The plan that wave ``index`` is formed from (wave 0 has none), with its arrays."""
+    index = int(wildcards.index)
+    return [] if index == 0 else [_plan(wildcards, index), npz(_plan(wildcards, index))]
+
+
+def plans_of_reduction(wildcards):
+    """The plans behind a step's Krylov waves: those of waves 1..p−1, and for an adaptive run
+    the last plan too, the one that decided to stop."""
+    count = krylov_wave_count(wildcards)
+    last = count + 1 if ADAPTIVE else count
+    return [_plan(wildcards, i) for i in range(1, last)]
+
+
+def plan_files_of_reduction(wildcards):
+    """:func:`plans_of_reduction` with their arrays."""
+    return [p for plan in plans_of_reduction(wildcards) for p in (plan, npz(plan))]
 
 
 def certificate_of(wildcards):

@@ -112,9 +112,11 @@ def krylov_size():
     wave of k eigenvectors."""
     dim, k, s, q, block = problem_size()
     passes = config["sketch"]["passes"]
-    if passes <= 1:
+    if passes == 1:
         return k, k
     width = config["sketch"]["wave_width"] or s
+    if passes == "adaptive":  # the largest basis the budget allows
+        return width, config["sketch"]["max_hvps"]
     return width, width * passes
 
 
@@ -122,7 +124,8 @@ def mem_mb_wave(wildcards, attempt):
     """The wave jobs (create_krylov_wave, create_verification_wave, certify_eigenpairs,
     reduce_krylov) stream over row blocks of the stored waves: about 2.5·ROW_BLOCK_BYTES, plus
     ~24 bytes per row that the process keeps (heap growth with the number of row blocks), plus
-    n×n float64 matrices of the basis (Gram, projection, Cholesky, eigh: 8 of them). Creating a
+    n×n float64 matrices of the basis (Gram, projection, images' Gram, Cholesky, eigh: 9 of
+    them). Creating a
     wave store (its start block, its digests) holds one 65,536-row chunk at a time.
 
     Measured peak RSS (4 waves of 100, k = 200, D = 4 M): create_krylov_wave 0.77 GB (2.60 GB
@@ -132,7 +135,7 @@ def mem_mb_wave(wildcards, attempt):
     dim, k, s, q, block = problem_size()
     width, n = krylov_size()
     streamed = 2.5 * ROW_BLOCK_BYTES + 24 * dim
-    return _mb(streamed + 64 * n * n, attempt, base=500)
+    return _mb(streamed + 72 * n * n, attempt, base=500)
 
 
 def runtime_minutes(base):
@@ -168,7 +171,7 @@ def runtime_wave(wildcards, attempt):
     before = n - width
     create = 0.157 * before + 3.04e-4 * before * width
     reduce = 0.0935 * n + 6.5e-5 * (n * n + n * k)
-    if config["sketch"]["passes"] <= 1:
+    if config["sketch"]["passes"] == 1:
         create, reduce = 0.157 * n, 0.0935 * n
     per_row_us = max(create, reduce)
     return int((2 * dim * per_row_us * 1e-6 / 60 + 10) * 2 ** (attempt - 1))

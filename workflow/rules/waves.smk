@@ -1,6 +1,8 @@
 # Further waves of Hessian-vector products: the verification wave that certifies a one-pass
-# sketch (sketch.passes = 1), and the block Krylov waves (sketch.passes > 1). Every wave is a
-# Zarr store with V (written by the job that creates it) and HV (written by its shards).
+# sketch (sketch.passes = 1), and the block Krylov waves (sketch.passes > 1 or adaptive). Every
+# wave is a Zarr store with V (written by the job that creates it) and HV (written by its
+# shards). Krylov wave j >= 1 is planned first (plan_krylov_wave, a checkpoint): the plan decides
+# whether it is measured at all, so an adaptive run's certificate decides the number of waves.
 
 
 rule measure_wave_shard:
@@ -63,11 +65,37 @@ if ONE_PASS:
             mem_mb=mem_mb_wave,
             runtime=runtime_wave,
         params:
-            tolerance=config["certificate"]["tolerance"],
+            certificate=certificate_params(),
         script:
             "../scripts/certify_eigenpairs.py"
 
 else:
+
+    checkpoint plan_krylov_wave:
+        input:
+            stores=earlier_waves,
+            receipts=receipts_of_earlier_waves,
+            plans=earlier_plan_files,
+        output:
+            plan=f"{STEP}/krylov/plan~{{index}}.json",
+            arrays=f"{STEP}/krylov/plan~{{index}}.npz",
+        log:
+            f"{LOGS}/plan_krylov_wave/{WHICH}/plan~{{index}}.log",
+        benchmark:
+            f"{BENCHMARKS}/plan_krylov_wave/{WHICH}/plan~{{index}}.tsv"
+        conda:
+            "../../envs/hessketch.yaml"
+        resources:
+            mem_mb=mem_mb_wave,
+            runtime=runtime_wave,
+        params:
+            sketch=krylov_params(),
+            certificate=plan_params(),
+            stores=earlier_waves,
+            receipts=receipts_by_earlier_wave,
+            plans=earlier_plans,
+        script:
+            "../scripts/plan_krylov_wave.py"
 
     rule create_krylov_wave:
         input:
@@ -75,6 +103,7 @@ else:
             points=POINTS,
             stores=earlier_waves,
             receipts=receipts_of_earlier_waves,
+            plan=plan_of_wave,
         output:
             store=directory(f"{STEP}/krylov/wave~{{index}}.zarr"),
         log:
@@ -98,6 +127,7 @@ else:
         input:
             stores=all_waves,
             receipts=receipts_of_all_waves,
+            plans=plan_files_of_reduction,
         output:
             eigenpairs=f"{STEP}/method~sketched/eigenpairs.h5",
             report=f"{STEP}/method~sketched/report.json",
@@ -115,7 +145,8 @@ else:
         params:
             stores=all_waves,
             receipts=receipts_by_wave,
+            plans=plans_of_reduction,
             k=config["sketch"]["k"],
-            tolerance=config["certificate"]["tolerance"],
+            certificate=certificate_params(),
         script:
             "../scripts/reduce_krylov.py"

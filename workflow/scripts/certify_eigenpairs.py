@@ -3,6 +3,7 @@
 from hessketch.pipeline.common import run_stage
 from hessketch.pipeline.waves import certify_eigenpairs
 
+certificate = snakemake.params.certificate
 run_stage(
     snakemake.log[0],
     snakemake.threads,
@@ -11,7 +12,9 @@ run_stage(
     receipt_paths=list(snakemake.input.receipts),
     eigenpairs_path=snakemake.input.eigenpairs,
     report_path=snakemake.input.report,
-    tolerance=snakemake.params.tolerance,
+    tolerance=certificate["tolerance"],
+    space_tolerance=certificate["space_tolerance"],
+    product_error=certificate["product_error"],
     certificate_path=snakemake.output.certificate,
     certificate_table_path=snakemake.output.certificate_table,
 )

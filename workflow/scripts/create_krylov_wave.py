@@ -2,7 +2,7 @@
 
 from hessketch.pipeline.common import run_stage
 from hessketch.pipeline.hessian_at_step import HessianSpec
-from hessketch.pipeline.waves import create_krylov_wave
+from hessketch.pipeline.krylov import create_krylov_wave
 
 run_stage(
     snakemake.log[0],
@@ -16,4 +16,5 @@ run_stage(
     previous_receipts=[list(r) for r in snakemake.params.receipts],
     store_path=snakemake.output.store,
     hessian=HessianSpec(points=snakemake.input.points, **snakemake.params.hessian),
+    plan_path=snakemake.input.plan[0] if snakemake.input.plan else None,
 )

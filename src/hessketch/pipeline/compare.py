@@ -10,7 +10,7 @@ import torch
 
 from hessketch.errors import IntegrityError
 from hessketch.metrics import subspace_overlap
-from hessketch.pipeline.common import check_eigenpairs_at, read_eigenpairs, write_table
+from hessketch.pipeline.common import check_eigenpairs_at, read_eigenpairs, read_table, write_table
 from hessketch.store import read_json
 from hessketch.trajectory import Trajectory
 
@@ -29,9 +29,12 @@ def compare_to_exact(
 ) -> None:
     """One row per step with both methods.
 
-    Columns: the mask overlap at the reported k (sketched, exact, absolute difference), the
-    median and maximum relative error of the ``top`` eigenvalue magnitudes, and the overlap of
-    the sketched with the exact top-k eigenspace.
+    Columns: the mask overlap at the reported k (sketched with its interval, exact, absolute
+    difference, whether the exact value lies inside the interval), over all k that both have
+    the number of k whose interval misses the exact overlap (it must be 0: the interval
+    provably holds under the certificate's assumptions), the median and maximum relative error
+    of the ``top`` eigenvalue magnitudes, and the overlap of the sketched with the exact top-k
+    eigenspace.
 
     Args:
         sketched: step → ``{"eigenpairs": path, "summary": path}`` of the sketched method.
@@ -64,12 +67,33 @@ def compare_to_exact(
         val_sk, vec_sk, _ = read_eigenpairs(sketched[step]["eigenpairs"], k)
         val_ex, vec_ex, _ = read_eigenpairs(exact[step]["eigenpairs"], k)
         rel = (val_sk[:top].abs() - val_ex[:top].abs()).abs() / val_ex[:top].abs()
+        ours = read_table(Path(sketched[step]["summary"]).with_name("overlap.tsv"))
+        ref = read_table(Path(exact[step]["summary"]).with_name("overlap.tsv"))
+        both = min(len(ours["k"]), len(ref["k"]))
+        exact_curve = ref["overlap"][:both]
+        missed = (exact_curve < ours["overlap_low"][:both]) | (
+            exact_curve > ours["overlap_high"][:both]
+        )
+        inside = summary_sk["overlap_low"] <= summary_ex["overlap"] <= summary_sk["overlap_high"]
+        if missed.any():
+            log.warning(
+                "step %d: the exact overlap lies outside the sketched interval at k = %s: an "
+                "assumption of the certificate failed",
+                step,
+                (ours["k"][:both][missed]).astype(int).tolist()[:10],
+            )
         rows.append(
             {
                 "step": step,
                 "k": k,
                 "overlap_sketched": summary_sk["overlap"],
+                "overlap_low": summary_sk["overlap_low"],
+                "overlap_high": summary_sk["overlap_high"],
                 "overlap_exact": summary_ex["overlap"],
+                "exact_inside": int(inside),
+                "space_certified": int(summary_sk["certified"]),
+                "k_outside": int(missed.sum()),
+                "k_compared": both,
                 "overlap_abs_difference": abs(summary_sk["overlap"] - summary_ex["overlap"]),
                 "chance": summary_sk["chance"],
                 f"median_rel_error_top{top}": float(torch.median(rel)),

@@ -173,14 +173,10 @@ def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -
     not_hessian = sorted(set(exact["steps"]) - set(hess["steps"]))
     if not_hessian:
         problems.append(f"exact.steps: steps {not_hessian} are not in hessian.steps")
-    passes, width = sketch.get("passes", 1), sketch.get("wave_width")
+    width = sketch.get("wave_width")
     if width is not None and width > s:
         problems.append(f"sketch.wave_width: {width} exceeds sketch.s={s}")
-    if passes > 1 and passes * (width or s) < k:
-        problems.append(
-            f"sketch.passes: {passes} waves of {width or s} HVPs span fewer than sketch.k={k} "
-            "directions"
-        )
+    problems += _krylov_problems(config, k, s)
     pairs = config.get("certificate", {}).get("pairs")
     if pairs is not None and pairs > k:
         problems.append(f"certificate.pairs: {pairs} exceeds sketch.k={k}")
@@ -205,6 +201,37 @@ def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
 
+def _krylov_problems(config: dict[str, Any], k: int, s: int) -> list[str]:
+    """The waves: enough directions for ``k`` pairs; an adaptive run's target and budget."""
+    sketch, certificate = config["sketch"], config.get("certificate", {})
+    passes, width = sketch.get("passes", 1), sketch.get("wave_width") or s
+    budget, target = sketch.get("max_hvps"), certificate.get("target")
+    problems = []
+    if passes == "adaptive":
+        if budget is None:
+            problems.append(
+                "sketch.max_hvps: an adaptive run (sketch.passes: adaptive) needs a budget of "
+                f"HVPs; at least sketch.k={k}"
+            )
+        elif budget < k:
+            problems.append(f"sketch.max_hvps: {budget} HVPs span fewer than sketch.k={k}")
+        if isinstance(target, int) and not isinstance(target, bool) and target > k:
+            problems.append(f"certificate.target: {target} exceeds sketch.k={k}")
+    else:
+        if passes > 1 and passes * width < k:
+            problems.append(
+                f"sketch.passes: {passes} waves of {width} HVPs span fewer than sketch.k={k} "
+                "directions"
+            )
+        for key, value in (("sketch.max_hvps", budget), ("certificate.target", target)):
+            if value is not None:
+                problems.append(
+                    f"{key}: only an adaptive run has one (sketch.passes: adaptive); got {value!r} "
+                    f"with sketch.passes={passes}"
+                )
+    return problems
+
+
 def _dimension_problems(config: dict[str, Any], dim: int, k: int, s: int) -> list[str]:
     """Sizes that must not exceed the model's ``D`` (known from its spec without training)."""
     sketch, exact = config["sketch"], config["exact"]
@@ -215,11 +242,14 @@ def _dimension_problems(config: dict[str, Any], dim: int, k: int, s: int) -> lis
         if value > dim
     ]
     passes, width = sketch.get("passes", 1), sketch.get("wave_width") or s
-    if passes > 1 and passes * width > dim:
+    if passes != "adaptive" and passes > 1 and passes * width > dim:
         problems.append(
             f"sketch.passes: {passes} waves of {width} HVPs span {passes * width} directions, "
             f"more than {model}"
         )
+    budget = sketch.get("max_hvps")
+    if passes == "adaptive" and budget is not None and budget > dim:
+        problems.append(f"sketch.max_hvps: {budget} HVPs span more directions than {model}")
     if exact["steps"]:
         if exact["k"] > dim:
             problems.append(f"exact.k: {exact['k']} exceeds {model}")

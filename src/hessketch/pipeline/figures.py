@@ -102,6 +102,21 @@ def _overlap_over_training(
             label=method,
         )
         steps = sorted(paths)
+        if method == "sketched" and all("overlap_low" in r for r in rows):
+            # the interval that provably holds (certificate's assumptions), as error bars
+            overlap = np.array([r["overlap"] for r in rows])
+            low = np.array([r["overlap_low"] for r in rows])
+            high = np.array([r["overlap_high"] for r in rows])
+            ax.errorbar(
+                steps,
+                overlap,
+                yerr=[overlap - low, high - overlap],
+                fmt="none",
+                ecolor=COLORS[method],
+                alpha=0.5,
+                capsize=2,
+                label="certified interval",
+            )
         doubtful = [i for i, r in enumerate(rows) if not r.get("certified", True)]
         if doubtful:
             ax.plot(
@@ -133,13 +148,24 @@ def _per_step_curves(
     """Column ``y`` against ``x`` per step: sketched solid, exact dashed, one color per step.
 
     Sketched rows beyond the certified prefix (column ``certified``) are drawn in red, dotted,
-    ending in a cross at the first uncertified row.
+    ending in a cross at the first uncertified row. Where the table has the interval
+    ``{y}_low``, ``{y}_high``, it is drawn as a band.
     """
     cmap = plt.get_cmap("viridis")
     marked = False
     for i, step in enumerate(steps):
         color = cmap(i / max(1, len(steps) - 1))
         table = read_table(sketched[step])
+        if f"{y}_low" in table:
+            ax.fill_between(
+                table[x],
+                np.maximum(table[f"{y}_low"], np.finfo(float).tiny),
+                table[f"{y}_high"],
+                color=color,
+                alpha=0.2,
+                lw=0,
+                label="certified interval" if i == 0 else None,
+            )
         good = table["certified"] == 1 if "certified" in table else np.ones(len(table[x]), bool)
         ax.plot(table[x][good], table[y][good], color=color, label=f"step {step}")
         if not good.all():
@@ -170,7 +196,7 @@ def plot_overlap_vs_k(
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("k")
-        ax.set_ylabel("overlap (dashed: exact)")
+        ax.set_ylabel("overlap (dashed: exact; band: interval)")
         ax.set_title(f"{name} Hessian", fontsize="medium")
         ax.legend(fontsize="small")
     _save(fig, outputs, style)

@@ -1,4 +1,10 @@
-"""Stage ``compute_overlap``: magnitude-mask overlap, Grassmannian distances, spectrum tables."""
+"""Stage ``compute_overlap``: magnitude-mask overlap, Grassmannian distances, spectrum tables.
+
+Every overlap carries an interval that contains the true overlap (:mod:`hessketch.spacebound`),
+from the certificate's bound on the top-``k`` space; exact eigenpairs (a dense float64
+Hessian) give intervals of their float32 storage's width. The ratio to chance is called
+"above" or "below" chance only where the interval excludes chance.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from hessketch.certificate import FLOAT32_ROUNDING
 from hessketch.errors import HessketchError
 from hessketch.metrics import (
     chance_overlap,
@@ -22,6 +29,7 @@ from hessketch.pipeline.common import (
     read_eigenpairs,
     write_table,
 )
+from hessketch.spacebound import chance_verdict, overlap_interval
 from hessketch.store import read_json, write_json_atomic
 from hessketch.trajectory import Trajectory
 
@@ -51,11 +59,12 @@ def compute_overlap(
 ) -> None:
     """Overlap of the top-k eigenspace with the top-k magnitude mask for every k, and more.
 
-    Writes three tables (overlap per k with chance level, ratio and a random-mask baseline;
-    Grassmannian distances on a grid of k; the spectrum with curvature concentration) and a
-    JSON summary at ``report_k``. With a certificate (sketched eigenpairs), every row says
-    whether its k is certified (pairs ``1..k`` all within the certificate's tolerance), and the
-    summary carries the verdict; without one (exact eigenpairs) every k is certified.
+    Writes three tables (overlap per k with its interval, chance level, ratio and its
+    interval, a random-mask baseline; Grassmannian distances on a grid of k; the spectrum with
+    curvature concentration) and a JSON summary at ``report_k``. With a certificate (sketched
+    eigenpairs), every row carries the bound on its top-k space, whether that is certified
+    (``certified``: within the certificate's space tolerance) and whether pairs ``1..k`` are
+    (``pairs_certified``); without one (exact eigenpairs) every k is certified.
     """
     theta = Trajectory.open(trajectory_path).params(step)
     dim, kmax = eigenpair_dims(eigenpairs_path)
@@ -75,17 +84,18 @@ def compute_overlap(
     check_eigenpairs_at(eigenpairs_path, theta, f"step {step} of {trajectory_path}")
     eigenvalues, mask_rows, attrs = read_eigenpairs(eigenpairs_path, rows=order)
     _, random_rows, _ = read_eigenpairs(eigenpairs_path, rows=random_order)
-    trusted_k, verdict = kmax, "exact eigendecomposition (dense float64 Hessian)"
-    if certificate_path is not None:
-        certificate = read_json(certificate_path, "certificate")
-        if certificate.get("step") != step:
-            raise HessketchError(
-                f"{certificate_path} certifies step {certificate.get('step')}, not step {step}"
-            )
-        trusted_k, verdict = certificate["trusted_k"], certificate["verdict"]
+    space = _space_of(certificate_path, step, kmax)
+    trusted_k, verdict = space["trusted_k"], space["verdict"]
     first = torch.arange(kmax)
     curve = mask_overlap_curve(mask_rows, first)
     random_curve = mask_overlap_curve(random_rows, first)
+    low, high = overlap_interval(
+        curve,
+        space["bounds"],
+        orthonormality=space["orthonormality"],
+        rounding=space["rounding"],
+    )
+    certified = space["certified"]
     rows = []
     for k in range(1, kmax + 1):
         chance = float(chance_overlap(k, dim))
@@ -93,10 +103,17 @@ def compute_overlap(
             {
                 "k": k,
                 "overlap": float(curve[k - 1]),
+                "overlap_low": float(low[k - 1]),
+                "overlap_high": float(high[k - 1]),
                 "chance": chance,
                 "ratio": float(curve[k - 1]) / chance,
+                "ratio_low": float(low[k - 1]) / chance,
+                "ratio_high": float(high[k - 1]) / chance,
+                "vs_chance": chance_verdict(float(low[k - 1]), float(high[k - 1]), chance),
+                "space_bound": float(space["bounds"][k - 1]),
                 "random_mask_overlap": float(random_curve[k - 1]),
-                "certified": int(k <= trusted_k),
+                "certified": int(certified[k - 1]),
+                "pairs_certified": int(k <= trusted_k),
             }
         )
     tables = {Path(overlap_path).name: write_table(overlap_path, rows)}
@@ -122,36 +139,95 @@ def compute_overlap(
             for i, v in enumerate(eigenvalues)
         ],
     )
+    at = rows[report_k - 1]
     summary = {
         "method": attrs["method"],
         "step": step,
         "dim": dim,
         "k": report_k,
-        "overlap": rows[report_k - 1]["overlap"],
-        "chance": rows[report_k - 1]["chance"],
-        "ratio": rows[report_k - 1]["ratio"],
+        "overlap": at["overlap"],
+        "overlap_low": at["overlap_low"],
+        "overlap_high": at["overlap_high"],
+        "chance": at["chance"],
+        "ratio": at["ratio"],
+        "ratio_low": at["ratio_low"],
+        "ratio_high": at["ratio_high"],
+        "vs_chance": at["vs_chance"],
+        "space_bound": at["space_bound"],
+        "space_k": space["space_k"],
+        "space_tolerance": space["tolerance"],
         "concentration": float(concentration[report_k - 1]) if concentration is not None else None,
         "frobenius_sq": frob,
         "trusted_k": trusted_k,
-        "certified": report_k <= trusted_k,
+        "certified": bool(at["certified"]),
         "verdict": verdict,
         "tables": tables,  # SHA-256 of each table beside this summary (read_table checks)
     }
     write_json_atomic(summary_path, summary)
-    if report_k > trusted_k:
+    if not at["certified"]:
         log.warning(
-            "step %d (%s): the overlap at k=%d is NOT certified (%s)",
+            "step %d (%s): the top-%d space is NOT certified (bound %.3g > %g; %s); the overlap "
+            "lies in [%.4g, %.4g]",
             step,
             attrs["method"],
             report_k,
+            at["space_bound"],
+            space["tolerance"],
             verdict,
+            at["overlap_low"],
+            at["overlap_high"],
         )
     log.info(
-        "step %d (%s): overlap at k=%d is %.4f, chance %.5f, ratio %.1f",
+        "step %d (%s): overlap at k=%d is %.4f in [%.4f, %.4f], chance %.5f, ratio %.1f in "
+        "[%.1f, %.1f]: %s chance",
         step,
         attrs["method"],
         report_k,
-        summary["overlap"],
-        summary["chance"],
-        summary["ratio"],
+        at["overlap"],
+        at["overlap_low"],
+        at["overlap_high"],
+        at["chance"],
+        at["ratio"],
+        at["ratio_low"],
+        at["ratio_high"],
+        at["vs_chance"],
     )
+
+
+def _space_of(certificate_path: str | Path | None, step: int, kmax: int) -> dict:
+    """The space bounds of ``kmax`` pairs from a certificate (``inf`` beyond its pairs).
+
+    Without one (exact eigenpairs: float64, stored in float32) every bound is 0.
+    """
+    if certificate_path is None:
+        return {
+            "bounds": torch.zeros(kmax, dtype=torch.float64),
+            "orthonormality": 0.0,
+            "rounding": FLOAT32_ROUNDING,
+            "tolerance": 0.0,
+            "certified": torch.ones(kmax, dtype=torch.bool),
+            "space_k": kmax,
+            "trusted_k": kmax,
+            "verdict": "exact eigendecomposition (dense float64 Hessian)",
+        }
+    certificate = read_json(certificate_path, "certificate")
+    if certificate.get("step") != step:
+        raise HessketchError(
+            f"{certificate_path} certifies step {certificate.get('step')}, not step {step}"
+        )
+    known = [float(b) for b in certificate["space_bounds"]][:kmax]
+    bounds = torch.full((kmax,), float("inf"), dtype=torch.float64)
+    bounds[: len(known)] = torch.tensor(known, dtype=torch.float64)
+    certified = torch.zeros(kmax, dtype=torch.bool)  # by the certificate: none if a check failed
+    for first, last in certificate["certified_ranges"]:
+        certified[first - 1 : min(last, kmax)] = True
+    return {
+        "certified": certified,
+        "bounds": bounds,
+        "orthonormality": certificate["orthonormality"],
+        "rounding": certificate["rounding"],
+        "tolerance": certificate["space_tolerance"],
+        "space_k": certificate["space_k"],
+        "trusted_k": certificate["trusted_k"],
+        "verdict": certificate["verdict"],
+    }
