@@ -25,18 +25,18 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # ARPACK's BLAS; torch keeps 2 threads
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-import hessketch  # noqa: E402
-from hessketch.metrics import magnitude_order, mask_overlap_curve  # noqa: E402
-from hessketch.spacebound import overlap_interval  # noqa: E402
+import hessketch
+from hessketch.metrics import magnitude_order, mask_overlap_curve
+from hessketch.spacebound import overlap_interval
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -55,10 +55,17 @@ RUNS = {
             "krylov 10x71": {"passes": 10, "width": 71, "s": 710},
             "krylov 20x71": {"passes": 20, "width": 71, "s": 710},
             "adaptive top-350, budget 3000": {
-                "max_hvps": 3000, "target": 350, "width": 71, "s": 710,
+                "max_hvps": 3000,
+                "target": 350,
+                "width": 71,
+                "s": 710,
             },
             "adaptive top-350 float64, budget 3000": {
-                "max_hvps": 3000, "target": 350, "width": 71, "s": 710, "float64": True,
+                "max_hvps": 3000,
+                "target": 350,
+                "width": 71,
+                "s": 710,
+                "float64": True,
             },
         },
     },
@@ -70,7 +77,10 @@ RUNS = {
             "krylov 15x20 (300 HVPs)": {"passes": 15, "width": 20, "s": 200},
             "krylov 40x20 (800 HVPs)": {"passes": 40, "width": 20, "s": 200},
             "adaptive top-100, budget 1200": {
-                "max_hvps": 1200, "target": 100, "width": 20, "s": 200,
+                "max_hvps": 1200,
+                "target": 100,
+                "width": 20,
+                "s": 200,
             },
         },
     },
@@ -123,14 +133,16 @@ def main() -> None:
     results = []
     for step in args.steps or problem.steps:
         op = hessian_operator(problem, params[step])
-        values, exact, how, seconds = reference(args.problem, op, problem, params[step], k)
+        _values, exact, how, seconds = reference(args.problem, op, problem, params[step], k)
         mask = magnitude_order(params[step])
         kmax = max(ks)
         ref_overlap = mask_overlap_curve(exact[mask[:kmax], :kmax], torch.arange(kmax))
         print(f"\n### {args.problem}, step {step}: reference {how}, {seconds:.1f} s")
-        print("| run | HVPs | wall s | space_k | " + " | ".join(
-            f"k={j}: bound / true / ratio / overlap in [low, high] (ref)" for j in ks
-        ) + " |")
+        print(
+            "| run | HVPs | wall s | space_k | "
+            + " | ".join(f"k={j}: bound / true / ratio / overlap in [low, high] (ref)" for j in ks)
+            + " |"
+        )
         print("|---|---|---|---|" + "---|" * len(ks))
         for name, kw in setup["runs"].items():
             if args.runs and name not in args.runs:
@@ -149,11 +161,23 @@ def main() -> None:
                 d.eigenvectors.to(F64)[mask[:kmax], :kmax], torch.arange(kmax)
             )
             low, high = overlap_interval(
-                computed, c.space_bounds[:kmax], orthonormality=c.orthonormality,
+                computed,
+                c.space_bounds[:kmax],
+                orthonormality=c.orthonormality,
                 rounding=c.rounding,
             )
-            cells, row = [], {"step": step, "run": name, "hvps": hvps, "wall_s": wall,
-                              "space_k": c.space_k, "stopped": d.stopped, "at": {}}
+            cells, row = (
+                [],
+                {
+                    "step": step,
+                    "run": name,
+                    "hvps": hvps,
+                    "wall_s": wall,
+                    "space_k": c.space_k,
+                    "stopped": d.stopped,
+                    "at": {},
+                },
+            )
             for j in ks:
                 b, t = float(c.space_bounds[j - 1]), truth[j]
                 inside = bool(low[j - 1] <= ref_overlap[j - 1] <= high[j - 1])
@@ -164,12 +188,17 @@ def main() -> None:
                     f"({float(ref_overlap[j - 1]):.4g}, {'in' if inside else 'OUT'})"
                 )
                 row["at"][j] = {
-                    "bound": b, "true": t, "overlap": float(computed[j - 1]),
-                    "low": float(low[j - 1]), "high": float(high[j - 1]),
-                    "reference_overlap": float(ref_overlap[j - 1]), "inside": inside,
+                    "bound": b,
+                    "true": t,
+                    "overlap": float(computed[j - 1]),
+                    "low": float(low[j - 1]),
+                    "high": float(high[j - 1]),
+                    "reference_overlap": float(ref_overlap[j - 1]),
+                    "inside": inside,
                 }
             stop = f" ({d.stopped})" if d.stopped else ""
-            print(f"| {name}{stop} | {hvps} | {wall:.1f} | {c.space_k} | " + " | ".join(cells) + " |")
+            head = f"| {name}{stop} | {hvps} | {wall:.1f} | {c.space_k} | "
+            print(head + " | ".join(cells) + " |")
             results.append(row)
             sys.stdout.flush()
     out = HERE / "out" / f"space-{args.problem}.json"
