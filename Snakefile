@@ -40,6 +40,7 @@ include: "workflow/rules/sketch.smk"
 include: "workflow/rules/waves.smk"
 include: "workflow/rules/exact.smk"
 include: "workflow/rules/overlap.smk"
+include: "workflow/rules/density.smk"
 include: "workflow/rules/plot.smk"
 
 

@@ -151,5 +151,5 @@ def test_bad_arguments() -> None:
     model, theta, x, y = tiny_problem()
     with pytest.raises(ValueError, match="same, non-zero number"):
         HessianOperator(model, theta, x, y[:-1])
-    with pytest.raises(ValueError, match="unknown HVP method"):
+    with pytest.raises(ValueError, match="unknown hessian product method"):
         HessianOperator(model, theta, x, y, method="magic")  # type: ignore[arg-type]

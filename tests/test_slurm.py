@@ -43,9 +43,10 @@ PLOT_RULES = {
     "plot_overlap_over_training",
     "plot_overlap_vs_k",
     "plot_spectra",
+    "plot_spectral_density",  # tests/configs/tiny.yaml has density.enabled
     "plot_training_curves",
 }
-GPU_RULES = {"measure_sketch_shard", "measure_wave_shard"}
+GPU_RULES = {"measure_sketch_shard", "measure_wave_shard", "spectral_density"}
 RUN_TIMEOUT = 600  # seconds for one full run; the tiny study takes about 5 min on 2 cores
 
 
@@ -376,7 +377,9 @@ def test_results_equal_a_local_run(runs: tuple[Study, Path]) -> None:
             if x[column].dtype.kind in "US":  # verdicts: the same words
                 np.testing.assert_array_equal(x[column], y[column], err_msg=str(table))
             else:
-                np.testing.assert_allclose(x[column], y[column], rtol=1e-6, atol=0, err_msg=str(table))
+                np.testing.assert_allclose(
+                    x[column], y[column], rtol=1e-6, atol=0, err_msg=str(table)
+                )
 
 
 # --------------------------------------------------------------------------- (c) reruns

@@ -125,3 +125,29 @@ def test_mlp16_bound_within_10x_of_the_truth_at_its_gaps(hessians, step: int) ->
                 ratios.append((float(bounds[j] / truth[j]), passes, j + 1))
     assert ratios, "no gapped top-j space in the checked range"
     assert max(ratios)[0] <= 10, (step, sorted(ratios)[-3:])
+
+
+def test_slq_density_of_the_mlp16_hessian_is_near_its_exact_spectrum(hessians) -> None:
+    """SLQ (10 probes × 80 Lanczos steps of float32 products: 800 HVPs) against all 7,030 exact
+    eigenvalues at step 100: Wasserstein-1 distance ≤ 0.2 % of the spectral width (measured
+    0.018 % of it: 0.0021 of 11.4), the extreme nodes on the extreme eigenvalues, Hutch++
+    (90 HVPs) within 4 standard errors of the exact trace."""
+    from hessketch.density import hutchpp_trace, slq_density, wasserstein_1
+
+    op, flat, _values, _vectors = hessians[100]
+    model = build_model({"name": "mlp16"})
+    labels = torch.from_numpy(DATA.labels("train")).to(torch.int64)
+    x, y = DATA.load("train", balanced_indices(labels, 100).numpy())
+    dense = dense_matrix(HessianOperator(model, flat, x, y, batch_size=100, dtype=F64))
+    exact = torch.linalg.eigvalsh(dense)
+    density = slq_density(op.matmat, op.dim, probes=10, steps=80, seed=0)
+    atoms, mass = density.measure()
+    width = float(exact.max() - exact.min())
+    uniform = torch.full_like(exact, 1.0 / exact.numel())
+    distance = wasserstein_1(atoms, mass, exact, uniform)
+    print(f"W1 = {distance:.4g} = {distance / width:.3g} of the width {width:.4g}")
+    assert distance <= 0.002 * width
+    assert float(atoms.max()) == pytest.approx(float(exact.max()), rel=1e-4)
+    assert float(atoms.min()) == pytest.approx(float(exact.min()), rel=1e-2)
+    trace = hutchpp_trace(op.matmat, op.dim, products=90, seed=0)
+    assert abs(trace.value - float(exact.sum())) <= 4 * trace.standard_error

@@ -1,134 +1,63 @@
-"""The Hessian of the mean cross-entropy loss as a linear operator on blocks of vectors.
+"""The registered curvatures: the Hessian, the generalized Gauss–Newton, the empirical Fisher.
 
-``H`` is only ever touched through products ``H @ V`` with a block ``V`` of shape ``(D, b)``.
-The Hessian set is processed in mini-batches; each batch's Hessian is weighted by its share of
-the points, so the operator is exactly the Hessian of the mean loss over the whole set.
+Each is a :class:`~hessketch.curvature.CurvatureOperator` that fills in only the product over
+one mini-batch; batching, timing and the determinism checks are the base class's. For the mean
+cross-entropy ``L(θ) = 1/n Σᵢ ℓ(f(xᵢ; θ), yᵢ)`` with logits ``f`` and softmax ``p``:
+
+- ``hessian``: ``∇²L``, by a Hessian-vector product (``jvp`` of ``grad``, or a batched double
+  backward);
+- ``ggn``: ``1/n Σᵢ Jᵢᵀ (diag pᵢ − pᵢpᵢᵀ) Jᵢ`` with ``Jᵢ`` the Jacobian of the logits (the Hessian
+  without the logits' second derivatives; positive semi-definite): a ``jvp`` of the logits, the
+  loss Hessian in logit space, a ``vjp``;
+- ``empirical-fisher``: ``1/n Σᵢ gᵢgᵢᵀ`` with ``gᵢ = ∇ℓᵢ`` the per-point gradients (positive
+  semi-definite): a ``jvp`` of the per-point losses and a ``vjp``, never forming the gᵢ.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import time
-from collections.abc import Sequence
 from typing import Literal
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, jvp, vmap
+from torch.func import grad, jacrev, jvp, vjp, vmap
 
-from hessketch.errors import NonDeterminismError
-from hessketch.models import unflatten_params
+from hessketch.curvature import (
+    CurvatureOperator,
+    dense_matrix,
+    determinism_settings,
+    deterministic_mode,
+    register_curvature,
+)
 
 __all__ = [
     "HVP_METHODS",
+    "EmpiricalFisherOperator",
+    "GGNOperator",
     "HessianOperator",
     "dense_matrix",
     "determinism_settings",
     "deterministic_mode",
+    "ggn_diagonal",
 ]
-
-log = logging.getLogger(__name__)
 
 HVPMethod = Literal["forward-over-reverse", "reverse-over-reverse"]
 HVP_METHODS: tuple[str, ...] = ("forward-over-reverse", "reverse-over-reverse")
 
-# Products with the check vector are repeated after every this many product calls (one HVP
-# each, not counted in ``num_products``: about 0.2 % more work at blocks of 64).
-RECHECK_EVERY = 8
 
-
-class HessianOperator:
+@register_curvature("hessian")
+class HessianOperator(CurvatureOperator):
     """``H @ V`` for the Hessian of the mean cross-entropy of ``model`` at ``params``.
 
-    Args:
-        model: the network; it is put in eval mode (BatchNorm uses running statistics,
-            no dropout). Its parameters are not modified.
-        params: the flat parameter vector at which the Hessian is taken.
-        inputs: the Hessian set's inputs, first dimension indexing points.
-        targets: class labels (int64) of the Hessian set.
-        batch_size: points per mini-batch; the last batch may be smaller and is weighted by
-            its size.
-        dtype: dtype of the computation (``torch.float32`` by default, ``torch.float64`` for
-            reference computations).
-        device: where to compute (defaults to the CPU).
-        method: ``"forward-over-reverse"`` (``jvp`` of ``grad`` under ``vmap``) or
-            ``"reverse-over-reverse"`` (one gradient graph per batch, reused for the whole
-            block by a batched double backward). See ``benchmarks/bench_hvp.py``.
-        max_block: at most this many vectors go through the network at once (memory bound).
-        check_determinism: apply the operator twice to one random vector at construction and
-            raise :class:`NonDeterminismError` unless the results agree bit for bit; then
-            repeat that product after every ``recheck_every`` calls of :meth:`matmat` and
-            raise if it changed (a model, data pipeline or device that turns random later).
-            Deterministic kernels (the CPU; CUDA with :func:`deterministic_mode`) agree bit for
-            bit, so no tolerance hides small noise.
-        recheck_every: see ``check_determinism``; 0 checks only at construction.
+    ``method``: ``"forward-over-reverse"`` (``jvp`` of ``grad`` under ``vmap``) or
+    ``"reverse-over-reverse"`` (one gradient graph per batch, reused for the whole block by a
+    batched double backward); see ``benchmarks/bench_hvp.py``. The other arguments are those of
+    :class:`~hessketch.curvature.CurvatureOperator`.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        params: torch.Tensor,
-        inputs: torch.Tensor,
-        targets: torch.Tensor,
-        *,
-        batch_size: int = 1000,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
-        method: HVPMethod = "forward-over-reverse",
-        max_block: int = 256,
-        check_determinism: bool = True,
-        recheck_every: int = RECHECK_EVERY,
-    ) -> None:
-        if method not in HVP_METHODS:
-            raise ValueError(f"unknown HVP method {method!r}; expected one of {HVP_METHODS}")
-        if inputs.shape[0] != targets.shape[0] or inputs.shape[0] == 0:
-            raise ValueError(
-                f"inputs and targets must hold the same, non-zero number of points; "
-                f"got {inputs.shape[0]} and {targets.shape[0]}"
-            )
-        if batch_size < 1 or max_block < 1:
-            raise ValueError(
-                f"batch_size and max_block must be >= 1, got {batch_size}, {max_block}"
-            )
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.dtype = dtype
-        self.method = method
-        self.max_block = max_block
-        self.batch_size = batch_size
-        self.model = model.to(device=self.device, dtype=dtype).eval()
-        self.params = params.detach().to(device=self.device, dtype=dtype)
-        self.dim = self.params.numel()
-        n = inputs.shape[0]
-        self.num_points = n
-        self._batches = [
-            (
-                inputs[i : i + batch_size].to(device=self.device, dtype=dtype),
-                targets[i : i + batch_size].to(device=self.device),
-                min(batch_size, n - i) / n,
-            )
-            for i in range(0, n, batch_size)
-        ]
-        self.num_products = 0
-        self.seconds = 0.0
-        self.recheck_every = recheck_every
-        self.rechecks = 0  # repeated determinism checks passed
-        self._calls = 0
-        self._sentinel: tuple[torch.Tensor, torch.Tensor] | None = None
-        if check_determinism:
-            self.check_determinism()
+    methods = HVP_METHODS
+    product_name = "Hessian-vector"
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(D, D)``."""
-        return (self.dim, self.dim)
-
-    def _loss(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logits = functional_call(self.model, unflatten_params(self.model, flat), (x,))
-        return nn.functional.cross_entropy(logits, y)
-
-    def _batch_hvp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """``H_batch @ v`` for ``v`` of shape ``(D, b)``."""
+    def _batch_product(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         if self.method == "forward-over-reverse":
 
             def grad_fn(flat: torch.Tensor) -> torch.Tensor:
@@ -146,144 +75,92 @@ class HessianOperator:
             (hv,) = torch.autograd.grad(g, flat, grad_outputs=v.T, is_grads_batched=True)
         return hv.T
 
-    @torch.no_grad()
-    def _apply(self, block: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros_like(block)
-        for j in range(0, block.shape[1], self.max_block):
-            cols = block[:, j : j + self.max_block]
-            for x, y, weight in self._batches:
-                out[:, j : j + self.max_block] += weight * self._batch_hvp(x, y, cols)
-        return out
 
-    def matmat(self, v: torch.Tensor) -> torch.Tensor:
-        """``H @ v`` for a block ``v`` of shape ``(D, b)`` (or a vector of shape ``(D,)``).
+@register_curvature("ggn")
+class GGNOperator(CurvatureOperator):
+    """``G @ V`` for the generalized Gauss–Newton matrix of the mean cross-entropy.
 
-        Raises:
-            NonDeterminismError: if a repeated determinism check fails (see the class doc).
-        """
-        vector = v.ndim == 1
-        block = v.reshape(self.dim, -1).to(device=self.device, dtype=self.dtype)
-        start = time.perf_counter()
-        out = self._apply(block)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.seconds += time.perf_counter() - start
-        self.num_products += block.shape[1]
-        self._calls += 1
-        if (
-            self._sentinel is not None
-            and self.recheck_every
-            and self._calls % self.recheck_every == 0
-        ):
-            self._recheck()
-        return out.reshape(self.dim) if vector else out
-
-    def _recheck(self) -> None:
-        assert self._sentinel is not None
-        v, expected = self._sentinel
-        again = self._apply(v)
-        if not torch.equal(again, expected):
-            raise NonDeterminismError(
-                f"after {self.num_products} Hessian-vector products, the product with the "
-                f"determinism check vector changed by {_relative_difference(again, expected):.3g} "
-                "(relative) from its value at construction, where two applications agreed bit "
-                "for bit: the model, the data or the device turned non-deterministic; refusing "
-                "to go on measuring"
-            )
-        self.rechecks += 1
-
-    __matmul__ = matmat
-
-    def __call__(self, v: torch.Tensor) -> torch.Tensor:
-        """Same as :meth:`matmat`."""
-        return self.matmat(v)
-
-    def loss(self) -> float:
-        """The mean cross-entropy over the Hessian set at ``params``."""
-        with torch.no_grad():
-            return float(sum(w * self._loss(self.params, x, y) for x, y, w in self._batches))
-
-    def check_determinism(self, seed: int = 0) -> None:
-        """Apply the operator twice to one random vector; raise unless they agree bit for bit.
-
-        The vector and its product are kept for the repeated checks of :meth:`matmat`.
-
-        Raises:
-            NonDeterminismError: with the relative difference found.
-        """
-        gen = torch.Generator().manual_seed(seed)
-        v = torch.randn(self.dim, 1, generator=gen, dtype=torch.float64)
-        v = v.to(device=self.device, dtype=self.dtype)
-        a, b = self._apply(v), self._apply(v)
-        if not torch.equal(a, b):
-            raise NonDeterminismError(
-                f"two Hessian-vector products with the same vector differ by "
-                f"{_relative_difference(a, b):.3g} (relative; deterministic kernels agree bit "
-                "for bit). The model or data pipeline is not deterministic in eval mode "
-                "(dropout, a training-mode layer, random augmentation, or on a GPU TF32 and "
-                "non-deterministic algorithms: see hessketch.deterministic_mode); refusing to "
-                "measure it."
-            )
-        self._sentinel = (v, a)
-
-
-def _relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
-    scale = a.norm().clamp_min(torch.finfo(a.dtype).tiny)
-    return float(((a - b).norm() / scale).nan_to_num(float("inf")))
-
-
-def deterministic_mode() -> dict[str, object]:
-    """Pin what bit-identical reruns of a product need on a GPU; return the settings.
-
-    TF32 off for matrix products and cuDNN convolutions (float32 matmul precision "highest"),
-    cuDNN autotuning off, deterministic algorithms on (``warn_only``: an operation without a
-    deterministic kernel warns in the log instead of failing the job; the repeated determinism
-    checks of :class:`HessianOperator` still catch products that change), and the cuBLAS
-    workspace setting those need. Harmless on the CPU. Call it before the first CUDA operation.
+    Per batch: the logits' ``vjp`` is set up once, then for every column a ``jvp`` of the
+    logits (``J v``, one forward-mode pass), the cross-entropy's Hessian in logit space
+    (``diag p − ppᵀ``, applied as ``p ⊙ u − p (pᵀu)``) and the ``vjp`` (``Jᵀ ·``). Positive
+    semi-definite by construction. The arguments are those of
+    :class:`~hessketch.curvature.CurvatureOperator`.
     """
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    return determinism_settings()
+
+    psd = True
+    product_name = "GGN-vector"
+
+    def _batch_product(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        def logits(flat: torch.Tensor) -> torch.Tensor:
+            return self._logits(flat, x)
+
+        out, pullback = vjp(logits, self.params)
+        p = torch.softmax(out, dim=-1)
+        scale = 1.0 / x.shape[0]  # the mean over the batch
+
+        def ggn_one(col: torch.Tensor) -> torch.Tensor:
+            jv = jvp(logits, (self.params,), (col,))[1]
+            hjv = p * jv - p * (p * jv).sum(dim=-1, keepdim=True)
+            return pullback(hjv * scale)[0]
+
+        return vmap(ggn_one, in_dims=1, out_dims=1, randomness="different")(v)
 
 
-def determinism_settings() -> dict[str, object]:
-    """The settings that decide whether products are bit-identical (for receipts)."""
-    return {
-        "cuda_matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
-        "cudnn_tf32": torch.backends.cudnn.allow_tf32,
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "cudnn_benchmark": torch.backends.cudnn.benchmark,
-        "cudnn_deterministic": torch.backends.cudnn.deterministic,
-        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
-    }
+@register_curvature("empirical-fisher")
+class EmpiricalFisherOperator(CurvatureOperator):
+    """``F @ V`` for the empirical Fisher ``1/n Σᵢ gᵢgᵢᵀ`` of the mean cross-entropy.
 
-
-def dense_matrix(
-    op: HessianOperator | torch.Tensor, *, block: int = 512, log_every: float = 30.0
-) -> torch.Tensor:
-    """Materialize an operator as a dense ``(D, D)`` matrix, ``block`` columns at a time.
-
-    Used for exact references on small networks (float64 operators); the result is
-    symmetrized, removing only rounding-level asymmetry.
+    Per batch: ``(gᵢᵀ v)ᵢ`` is a ``jvp`` of the vector of per-point losses, and
+    ``Σᵢ gᵢ (gᵢᵀ v) / n`` the ``vjp`` of that vector; the per-point gradients are never formed.
+    Positive semi-definite by construction (and not the Hessian, even at a minimum: see
+    Kunstner et al., 2019). The arguments are those of
+    :class:`~hessketch.curvature.CurvatureOperator`.
     """
-    if isinstance(op, torch.Tensor):
-        return op
-    dim = op.dim
-    out = torch.empty(dim, dim, dtype=op.dtype)
-    eye_cols: Sequence[int] = range(0, dim, block)
-    last = time.perf_counter()
-    for i, start in enumerate(eye_cols):
-        stop = min(start + block, dim)
-        basis = torch.zeros(dim, stop - start, dtype=op.dtype)
-        basis[torch.arange(start, stop), torch.arange(stop - start)] = 1
-        out[:, start:stop] = op.matmat(basis).cpu()
-        if time.perf_counter() - last > log_every or i == len(eye_cols) - 1:
-            log.info("dense Hessian: %d / %d columns", stop, dim)
-            last = time.perf_counter()
-    return (out + out.T) / 2
+
+    psd = True
+    product_name = "Fisher-vector"
+
+    def _batch_product(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        def losses(flat: torch.Tensor) -> torch.Tensor:
+            return nn.functional.cross_entropy(self._logits(flat, x), y, reduction="none")
+
+        _, pullback = vjp(losses, self.params)
+        scale = 1.0 / x.shape[0]
+
+        def fisher_one(col: torch.Tensor) -> torch.Tensor:
+            gv = jvp(losses, (self.params,), (col,))[1]
+            return pullback(gv * scale)[0]
+
+        return vmap(fisher_one, in_dims=1, out_dims=1, randomness="different")(v)
+
+
+# Per-point Jacobians are computed this many bytes at a time (``points × C × D`` entries).
+JACOBIAN_BYTES = 256 * 2**20
+
+
+def ggn_diagonal(op: CurvatureOperator) -> torch.Tensor:
+    """The diagonal of the GGN of the mean cross-entropy over ``op``'s points, exactly.
+
+    ``diag G = 1/n Σᵢ Σ_c ((diag pᵢ − pᵢpᵢᵀ)^½ Jᵢ)²_c``: per-point Jacobians of the logits (one
+    backward pass per class and point, under ``vmap``), a few points at a time so that at most
+    :data:`JACOBIAN_BYTES` of Jacobian is held. Any curvature operator supplies the network,
+    the parameters and the points.
+    """
+    out = torch.zeros(op.dim, dtype=torch.float64, device=op.device)
+
+    def logits_one(flat: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+        return op._logits(flat, xi.unsqueeze(0)).squeeze(0)
+
+    per_point = vmap(jacrev(logits_one), in_dims=(None, 0))
+    with torch.no_grad():
+        for x, _y, _weight in op._batches:
+            classes = op._logits(op.params, x[:1]).shape[-1]
+            chunk = max(1, JACOBIAN_BYTES // (classes * op.dim * x.element_size()))
+            for start in range(0, x.shape[0], chunk):
+                xs = x[start : start + chunk]
+                jac = per_point(op.params, xs).to(torch.float64)  # (b, C, D)
+                p = torch.softmax(op._logits(op.params, xs).to(torch.float64), dim=-1)
+                w, u = torch.linalg.eigh(torch.diag_embed(p) - p[:, :, None] * p[:, None, :])
+                root = u @ torch.diag_embed(w.clamp_min(0).sqrt()) @ u.transpose(1, 2)
+                out += (torch.einsum("bce,bed->bcd", root, jac) ** 2).sum(dim=(0, 1))
+    return (out / op.num_points).cpu()

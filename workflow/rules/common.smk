@@ -49,6 +49,8 @@ ONE_PASS = config["sketch"]["passes"] == 1
 ADAPTIVE = config["sketch"]["passes"] == "adaptive"
 TABLES = ["overlap", "distances", "spectrum"]  # written beside each summary.json
 FIGURE_NAMES = ["overlap_over_training", "overlap_vs_k", "spectra", "training_curves"]
+if config["density"]["enabled"]:
+    FIGURE_NAMES.append("spectral_density")
 
 
 wildcard_constraints:
@@ -81,7 +83,7 @@ def hessian_params():
     Not hessian.batch_size: it trades memory for speed only, so it is a resource
     (``hvp_batch_size``), which a profile may override per rule and which reruns nothing.
     """
-    return {key: config["hessian"][key] for key in ("dtype", "method")}
+    return {key: config["hessian"][key] for key in ("curvature", "dtype", "method")}
 
 
 HVP_BATCH_SIZE = config["hessian"]["batch_size"]
@@ -157,6 +159,14 @@ def tables_by_set(method, name, steps):
     have = method_steps(method)
     return {
         hset: {t: f"{step_dir(hset, t)}/method~{method}/{name}.tsv" for t in steps if t in have}
+        for hset in HESSIAN_SETS
+    }
+
+
+def densities_by_set():
+    """The spectral densities drawn: set → step → path (at the steps of plots.steps_vs_k)."""
+    return {
+        hset: {t: f"{step_dir(hset, t)}/density.json" for t in steps_vs_k()}
         for hset in HESSIAN_SETS
     }
 

@@ -3,6 +3,7 @@ rule compute_overlap:
         eigenpairs=f"{STEP}/method~{{method}}/eigenpairs.h5",
         trajectory=rules.train_model.output.trajectory,
         certificate=certificate_of,
+        points=POINTS,
     output:
         overlap=f"{STEP}/method~{{method}}/overlap.tsv",
         distances=f"{STEP}/method~{{method}}/distances.tsv",
@@ -18,6 +19,8 @@ rule compute_overlap:
     params:
         report_k=config["overlap"]["report_k"],
         random_mask_seed=config["overlap"]["random_mask_seed"],
+        random_masks=config["overlap"]["random_masks"],
+        masks=config["overlap"]["masks"],
     script:
         "../scripts/compute_overlap.py"
 

@@ -17,4 +17,7 @@ run_stage(
     spectrum_path=snakemake.output.spectrum,
     summary_path=snakemake.output.summary,
     certificate_path=snakemake.input.get("certificate") or None,
+    points_path=snakemake.input.points,
+    masks=list(snakemake.params.masks),
+    random_masks=snakemake.params.random_masks,
 )

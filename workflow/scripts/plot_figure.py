@@ -7,8 +7,8 @@ style = figures.FigureStyle(**snakemake.params.style)
 outputs = [snakemake.output.pdf, snakemake.output.png]
 if snakemake.rule == "plot_training_curves":
     kwargs = {"metrics": snakemake.input.metrics}
-else:
-    kwargs = {"sketched": snakemake.params.sketched, "exact": snakemake.params.exact}
+else:  # the rule's params name the function's arguments
+    kwargs = {key: value for key, value in snakemake.params.items() if key != "style"}
 run_stage(
     snakemake.log[0],
     snakemake.threads,

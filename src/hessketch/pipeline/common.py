@@ -362,6 +362,17 @@ def read_eigenpairs(
     return values, vectors, attrs
 
 
+def eigenpair_row_blocks(path: str | Path, rows_per_block: int) -> Iterator[torch.Tensor]:
+    """All rows of an eigenpair file's eigenvectors in order, in float64 blocks.
+
+    ``rows_per_block`` rows at a time, so that a pass over all ``D`` rows holds one block.
+    """
+    with open_eigenpairs(path) as f:
+        data = f["eigenvectors"]
+        for start in range(0, data.shape[0], rows_per_block):
+            yield torch.from_numpy(data[start : start + rows_per_block].astype(np.float64))
+
+
 def eigenpair_dims(path: str | Path) -> tuple[int, int]:
     """``(D, k)`` of an eigenpair file (its integrity checked, see :func:`open_eigenpairs`)."""
     with open_eigenpairs(path) as f:

@@ -7,8 +7,10 @@ from typing import Any
 
 import torch
 
+from hessketch.curvature import curvature_problems
 from hessketch.data import DATASETS
 from hessketch.errors import DataError, HessketchError
+from hessketch.masks import mask_problems
 from hessketch.models import build_model, model_problems
 from hessketch.pipeline.common import DataSpec
 
@@ -159,6 +161,8 @@ def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -
             for name in hess["sets"]
             if name not in splits
         ]
+    problems += curvature_problems(hess.get("curvature", "hessian"), hess.get("method"))
+    problems += mask_problems(overlap.get("masks", []))
     if s < k:
         problems.append(f"sketch.s: must be >= sketch.k={k}, got {s}")
     late = [t for t in record_steps(config) if t > train["steps"]]

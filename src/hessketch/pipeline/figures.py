@@ -11,7 +11,9 @@ import matplotlib
 matplotlib.use("Agg")  # no display on cluster nodes
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
+from hessketch.density import SpectralDensity
 from hessketch.pipeline.common import read_table
 from hessketch.store import read_json
 
@@ -20,6 +22,7 @@ __all__ = [
     "plot_overlap_over_training",
     "plot_overlap_vs_k",
     "plot_spectra",
+    "plot_spectral_density",
     "plot_training_curves",
 ]
 
@@ -115,7 +118,7 @@ def _overlap_over_training(
                 ecolor=COLORS[method],
                 alpha=0.5,
                 capsize=2,
-                label="certified interval",
+                label="interval (provable bound)",
             )
         doubtful = [i for i, r in enumerate(rows) if not r.get("certified", True)]
         if doubtful:
@@ -144,27 +147,33 @@ def _per_step_curves(
     steps: list[int],
     x: str,
     y: str,
-) -> None:
+) -> float:
     """Column ``y`` against ``x`` per step: sketched solid, exact dashed, one color per step.
 
     Sketched rows beyond the certified prefix (column ``certified``) are drawn in red, dotted,
     ending in a cross at the first uncertified row. Where the table has the interval
-    ``{y}_low``, ``{y}_high``, it is drawn as a band.
+    ``{y}_low``, ``{y}_high``, it is drawn as a band where its lower edge is above 0 (an
+    interval reaching 0 says nothing a log axis could show; those rows are the red ones).
+    Returns the smallest positive ``y`` drawn, for the axis limits.
     """
     cmap = plt.get_cmap("viridis")
     marked = False
+    smallest = np.inf
     for i, step in enumerate(steps):
         color = cmap(i / max(1, len(steps) - 1))
         table = read_table(sketched[step])
+        positive = table[y][table[y] > 0]
+        smallest = min(smallest, float(positive.min()) if positive.size else np.inf)
         if f"{y}_low" in table:
             ax.fill_between(
                 table[x],
-                np.maximum(table[f"{y}_low"], np.finfo(float).tiny),
+                table[f"{y}_low"],
                 table[f"{y}_high"],
+                where=table[f"{y}_low"] > 0,
                 color=color,
                 alpha=0.2,
                 lw=0,
-                label="certified interval" if i == 0 else None,
+                label="interval (provable bound)" if i == 0 else None,
             )
         good = table["certified"] == 1 if "certified" in table else np.ones(len(table[x]), bool)
         ax.plot(table[x][good], table[y][good], color=color, label=f"step {step}")
@@ -177,6 +186,7 @@ def _per_step_curves(
         if step in exact:
             ref = read_table(exact[step])
             ax.plot(ref[x], ref[y], color=color, ls="--", lw=0.8)
+    return smallest
 
 
 def plot_overlap_vs_k(
@@ -189,12 +199,15 @@ def plot_overlap_vs_k(
     fig, panels = _panels(style, sketched)
     for name, ax in panels:
         steps = sorted(sketched[name])
-        _per_step_curves(ax, sketched[name], exact.get(name, {}), steps, "k", "overlap")
+        low = _per_step_curves(ax, sketched[name], exact.get(name, {}), steps, "k", "overlap")
         if steps:
             table = read_table(sketched[name][steps[0]])
             ax.plot(table["k"], table["chance"], color=COLORS["chance"], ls=":", label="chance k/D")
+            low = min(low, float(table["chance"].min()))
         ax.set_xscale("log")
         ax.set_yscale("log")
+        if np.isfinite(low):  # the curves decide the range, not bands reaching to 0
+            ax.set_ylim(low / 2, 1.2)
         ax.set_xlabel("k")
         ax.set_ylabel("overlap (dashed: exact; band: interval)")
         ax.set_title(f"{name} Hessian", fontsize="medium")
@@ -222,6 +235,59 @@ def plot_spectra(
         ax.set_ylabel("|λ| (sketched solid, exact dashed)")
         ax.set_title(f"{name} Hessian", fontsize="medium")
         ax.legend(fontsize="small")
+    _save(fig, outputs, style)
+
+
+def plot_spectral_density(
+    densities: BySet,
+    spectra: BySet,
+    outputs: list[str | Path],
+    style: FigureStyle,
+) -> None:
+    """The SLQ density of the whole spectrum per step, the sketched top-k eigenvalues marked.
+
+    One panel per Hessian set; a symmetric-log eigenvalue axis (linear within 1e-3 of the
+    largest |λ|), a Gaussian kernel of 1 % of the spectral width, log density. Below the
+    curves, a tick per sketched eigenvalue (certified pairs dark, the others light).
+    """
+    fig, panels = _panels(style, densities)
+    cmap = plt.get_cmap("viridis")
+    for name, ax in panels:
+        steps = sorted(densities[name])
+        for i, step in enumerate(steps):
+            color = cmap(i / max(1, len(steps) - 1))
+            record = read_json(densities[name][step], "spectral density")
+            density = SpectralDensity(
+                torch.tensor(record["nodes"]), torch.tensor(record["weights"]), record["dim"]
+            )
+            atoms, _ = density.measure()
+            low, high = float(atoms.min()), float(atoms.max())
+            width = max(high - low, 1e-30)
+            grid = torch.linspace(low - 0.05 * width, high + 0.05 * width, 2000)
+            curve = density.smoothed(grid.double(), sigma=0.01 * width).numpy()
+            label = (
+                f"step {step}: tr ≈ {record['slq_trace']:.3g} "
+                f"(Hutch++ {record['hutchpp_trace']:.3g} ± {record['hutchpp_standard_error']:.1g})"
+            )
+            ax.plot(grid.numpy(), np.maximum(curve, 1e-12), color=color, label=label)
+            if step in spectra.get(name, {}):
+                table = read_table(spectra[name][step])
+                marks = table["eigenvalue"]
+                good = table["certified"] == 1
+                y = np.full(marks.shape, 1e-11 * (3**i))
+                ax.plot(marks[good], y[good], "|", color=color, ms=6)
+                ax.plot(marks[~good], y[~good], "|", color=color, ms=6, alpha=0.3)
+            scale = max(abs(low), abs(high))
+        linthresh = 1e-3 * scale if steps else 1e-3
+        ax.set_xscale("symlog", linthresh=linthresh)
+        decades = [10.0**e for e in range(-12, 13) if 10 * linthresh <= 10.0**e <= 10 * scale]
+        ax.set_xticks([-d for d in reversed(decades)] + [0.0] + decades)
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=1e-12)
+        ax.set_xlabel("eigenvalue (symlog)")
+        ax.set_ylabel("density (ticks: sketched top-k)")
+        ax.set_title(f"{name} Hessian", fontsize="medium")
+        ax.legend(fontsize="x-small")
     _save(fig, outputs, style)
 
 

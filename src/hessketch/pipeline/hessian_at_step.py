@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
+from hessketch.curvature import CurvatureOperator, make_curvature
 from hessketch.errors import IntegrityError, SketchStoreError
-from hessketch.hessian import HessianOperator
 from hessketch.pipeline.hessian_set import hessian_set_description, read_hessian_set
 from hessketch.trajectory import Trajectory, param_hash
 
@@ -33,10 +33,11 @@ class HessianSpec:
     batch_size: int = 1000
     dtype: str = "float32"
     method: str = "forward-over-reverse"
+    curvature: str = "hessian"
 
     def definition(self) -> dict[str, Any]:
-        """How products are taken (the points are described by the set file's checksum)."""
-        return {"dtype": self.dtype, "method": self.method}
+        """Which curvature, how its products are taken (the points: the set's checksum)."""
+        return {"curvature": self.curvature, "dtype": self.dtype, "method": self.method}
 
 
 def hessian_provenance(trajectory_path: str | Path, step: int, hessian: HessianSpec) -> dict:
@@ -69,7 +70,8 @@ def _check_same_data(traj: Trajectory, set_description: dict, points: str | Path
 def check_same_hessian(recorded: dict, current: dict, where: str, now: str) -> None:
     """Raise if ``recorded`` (the provenance in ``where``) is of another Hessian than ``current``.
 
-    Compares the parameter hash and the checksum of the Hessian set's points; ``now`` says where
+    Compares the parameter hash, the curvature and how its products are taken (where
+    ``current`` has them) and the checksum of the Hessian set's points; ``now`` says where
     ``current`` comes from (e.g. "step 100 of results/x/train/trajectory.h5").
 
     Raises:
@@ -85,6 +87,14 @@ def check_same_hessian(recorded: dict, current: dict, where: str, now: str) -> N
             f"{where} was made for buffers (BatchNorm statistics) {recorded.get('buffers_hash')}"
             f", but {now} has {current.get('buffers_hash')}: it is stale; re-create it (a plain "
             "`snakemake` does)"
+        )
+    made_for = {"curvature": "hessian", **recorded.get("hessian", {})}
+    if "hessian" in current and made_for != current["hessian"]:
+        raise SketchStoreError(
+            f"{where} was made for the products {made_for}, but they are now taken as "
+            f"{current['hessian']} (hessian.curvature, hessian.dtype, hessian.method): mixing "
+            "the two would give a sketch of no matrix; re-create it (a plain `snakemake` does, "
+            "the changed setting reruns it)"
         )
     old = recorded.get("hessian_set", {}).get("points_sha256")
     new = current["hessian_set"]["points_sha256"]
@@ -104,7 +114,7 @@ def hessian_at_step(
     *,
     device: torch.device,
     dtype: str | None = None,
-) -> tuple[HessianOperator, dict[str, Any]]:
+) -> tuple[CurvatureOperator, dict[str, Any]]:
     """The operator and its provenance (parameter hash, Hessian set) at ``step``.
 
     The network is the recorded one, parameters and buffers (in eval mode: BatchNorm uses the
@@ -114,7 +124,8 @@ def hessian_at_step(
     model, flat = traj.model(step)
     x, y, set_description = read_hessian_set(hessian.points)
     _check_same_data(traj, set_description, hessian.points)
-    op = HessianOperator(
+    op = make_curvature(
+        hessian.curvature,
         model,
         flat,
         x,
@@ -122,7 +133,7 @@ def hessian_at_step(
         batch_size=hessian.batch_size,
         dtype=DTYPES[dtype or hessian.dtype],
         device=device,
-        method=hessian.method,  # type: ignore[arg-type]
+        method=hessian.method,
     )
     provenance = {
         "param_hash": param_hash(flat),

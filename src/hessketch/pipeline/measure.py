@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
+from hessketch.curvature import CurvatureOperator, determinism_settings, deterministic_mode
 from hessketch.errors import SketchStoreError
-from hessketch.hessian import HessianOperator, determinism_settings, deterministic_mode
 from hessketch.pipeline.common import pick_device
 from hessketch.pipeline.hessian_at_step import (
     DTYPES,
@@ -95,7 +95,7 @@ def _operator_for(
     hessian: HessianSpec,
     store: ZarrSketch | WaveStore,
     dev: torch.device,
-) -> tuple[HessianOperator, dict]:
+) -> tuple[CurvatureOperator, dict]:
     """The Hessian at ``step``, checked against the parameters and points ``store`` is for."""
     op, provenance = hessian_at_step(trajectory_path, step, hessian, device=dev)
     check_same_hessian(
@@ -110,7 +110,7 @@ def _run_shard(
     store: ZarrSketch | WaveStore,
     scatter_item: str,
     receipt_path: str | Path,
-    op: HessianOperator,
+    op: CurvatureOperator,
     provenance: dict,
     measure: Callable[[Block], dict[str, tuple[int, torch.Tensor]]],
 ) -> None:

@@ -1,4 +1,4 @@
-"""Stage ``compute_overlap``: magnitude-mask overlap, Grassmannian distances, spectrum tables.
+"""Stage ``compute_overlap``: mask overlaps, Grassmannian distances, spectrum tables.
 
 Every overlap carries an interval that contains the true overlap (:mod:`hessketch.spacebound`),
 from the certificate's bound on the top-``k`` space; exact eigenpairs (a dense float64
@@ -9,12 +9,16 @@ Hessian) give intervals of their float32 storage's width. The ratio to chance is
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from hessketch.certificate import FLOAT32_ROUNDING
 from hessketch.errors import HessketchError
+from hessketch.hessian import HessianOperator, ggn_diagonal
+from hessketch.masks import MASKS, MaskContext, block_rows, mask_problems
+from hessketch.masks import column as mask_column
 from hessketch.metrics import (
     chance_overlap,
     curvature_concentration,
@@ -26,9 +30,11 @@ from hessketch.metrics import (
 from hessketch.pipeline.common import (
     check_eigenpairs_at,
     eigenpair_dims,
+    eigenpair_row_blocks,
     read_eigenpairs,
     write_table,
 )
+from hessketch.pipeline.hessian_set import read_hessian_set
 from hessketch.spacebound import chance_verdict, overlap_interval
 from hessketch.store import read_json, write_json_atomic
 from hessketch.trajectory import Trajectory
@@ -56,6 +62,9 @@ def compute_overlap(
     spectrum_path: str | Path,
     summary_path: str | Path,
     certificate_path: str | Path | None = None,
+    points_path: str | Path | None = None,
+    masks: Sequence[str] = ("random", "best"),
+    random_masks: int = 10,
 ) -> None:
     """Overlap of the top-k eigenspace with the top-k magnitude mask for every k, and more.
 
@@ -65,6 +74,10 @@ def compute_overlap(
     eigenpairs), every row carries the bound on its top-k space, whether that is certified
     (``certified``: within the certificate's space tolerance) and whether pairs ``1..k`` are
     (``pairs_certified``); without one (exact eigenpairs) every k is certified.
+
+    ``masks`` names registered masks (:mod:`hessketch.masks`) compared beside the magnitude
+    mask, each with its interval; those that need the loss gradient or the GGN diagonal read
+    the Hessian set ``points_path``.
     """
     theta = Trajectory.open(trajectory_path).params(step)
     dim, kmax = eigenpair_dims(eigenpairs_path)
@@ -79,21 +92,31 @@ def compute_overlap(
         )
     # Only the rows of the top-K masks are needed: K×K blocks, whatever D is.
     order = magnitude_order(theta)[:kmax]
-    gen = torch.Generator().manual_seed(random_mask_seed)
-    random_order = torch.randperm(dim, generator=gen)[:kmax]
     check_eigenpairs_at(eigenpairs_path, theta, f"step {step} of {trajectory_path}")
     eigenvalues, mask_rows, attrs = read_eigenpairs(eigenpairs_path, rows=order)
-    _, random_rows, _ = read_eigenpairs(eigenpairs_path, rows=random_order)
     space = _space_of(certificate_path, step, kmax)
     trusted_k, verdict = space["trusted_k"], space["verdict"]
     first = torch.arange(kmax)
     curve = mask_overlap_curve(mask_rows, first)
-    random_curve = mask_overlap_curve(random_rows, first)
-    low, high = overlap_interval(
-        curve,
-        space["bounds"],
-        orthonormality=space["orthonormality"],
-        rounding=space["rounding"],
+
+    def interval(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return overlap_interval(
+            c, space["bounds"], orthonormality=space["orthonormality"], rounding=space["rounding"]
+        )
+
+    low, high = interval(curve)
+    others = _other_masks(
+        masks,
+        MaskContext(
+            theta=theta,
+            kmax=kmax,
+            rows=lambda idx: read_eigenpairs(eigenpairs_path, rows=idx)[1],
+            row_blocks=lambda: eigenpair_row_blocks(eigenpairs_path, block_rows(kmax)),
+            interval=interval,
+            seed=random_mask_seed,
+            random_masks=random_masks,
+            **_set_quantities(trajectory_path, step, points_path),
+        ),
     )
     certified = space["certified"]
     rows = []
@@ -111,7 +134,7 @@ def compute_overlap(
                 "ratio_high": float(high[k - 1]) / chance,
                 "vs_chance": chance_verdict(float(low[k - 1]), float(high[k - 1]), chance),
                 "space_bound": float(space["bounds"][k - 1]),
-                "random_mask_overlap": float(random_curve[k - 1]),
+                **{name: float(values[k - 1]) for name, values in others.items()},
                 "certified": int(certified[k - 1]),
                 "pairs_certified": int(k <= trusted_k),
             }
@@ -156,6 +179,7 @@ def compute_overlap(
         "space_bound": at["space_bound"],
         "space_k": space["space_k"],
         "space_tolerance": space["tolerance"],
+        "masks": {name: at[name] for name in others},
         "concentration": float(concentration[report_k - 1]) if concentration is not None else None,
         "frobenius_sq": frob,
         "trusted_k": trusted_k,
@@ -192,6 +216,41 @@ def compute_overlap(
         at["ratio_high"],
         at["vs_chance"],
     )
+
+
+def _other_masks(names: Sequence[str], context: MaskContext) -> dict[str, torch.Tensor]:
+    """The overlap table's columns of the masks ``names``: curve, low, high, extras."""
+    problems = mask_problems(list(names))
+    if problems:
+        raise HessketchError("; ".join(problems))
+    out: dict[str, torch.Tensor] = {}
+    for name in names:
+        curves = MASKS[name](context)
+        col = mask_column(name)
+        out |= {col: curves.overlap, f"{col}_low": curves.low, f"{col}_high": curves.high}
+        out |= curves.extra
+    return out
+
+
+def _set_quantities(
+    trajectory_path: str | Path, step: int, points_path: str | Path | None
+) -> dict[str, Callable[[], torch.Tensor] | None]:
+    """Loss gradient and GGN diagonal over the Hessian set at ``step``, built on first use."""
+    if points_path is None:
+        return {"gradient_fn": None, "ggn_diagonal_fn": None}
+    built: list[HessianOperator] = []
+
+    def operator() -> HessianOperator:
+        if not built:
+            model, flat = Trajectory.open(trajectory_path).model(step)
+            x, y, _ = read_hessian_set(points_path)
+            built.append(HessianOperator(model, flat, x, y, check_determinism=False))
+        return built[0]
+
+    return {
+        "gradient_fn": lambda: operator().gradient(),
+        "ggn_diagonal_fn": lambda: ggn_diagonal(operator()),
+    }
 
 
 def _space_of(certificate_path: str | Path | None, step: int, kmax: int) -> dict:
