@@ -57,3 +57,6 @@ rule all:
 rule figures:
     input:
         all_figures(),
+
+
+include: "workflow/rules/verify.smk"

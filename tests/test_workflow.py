@@ -5,10 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -18,6 +16,7 @@ import torch
 import yaml
 import zarr
 from idx_files import write_fake_mnist
+from workflow_helpers import REPO, RUN, SNAKEMAKE, TINY, planned_jobs, snakemake, with_changes
 
 from hessketch.density import SpectralDensity, wasserstein_1
 from hessketch.errors import IntegrityError
@@ -33,53 +32,6 @@ from hessketch.store import read_json
 from hessketch.trajectory import Trajectory
 
 pytestmark = pytest.mark.workflow
-
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-TINY = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
-RUN = f"results/{TINY['run']}"
-
-
-def snakemake(workdir: Path, *args: str, config: dict | None = None, timeout: int = 600):
-    """Run the workflow of this repository in ``workdir`` (with ``config`` written there)."""
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2", *args]
-    if config is not None:  # last: --configfile takes several values
-        path = workdir / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
-        cmd += ["--configfile", str(path)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-
-
-def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
-    """Rule → job count from a dry run's 'Job stats' table (empty if nothing to do)."""
-    assert result.returncode == 0, result.stdout + result.stderr
-    counts = {}
-    table = (result.stdout + result.stderr).split("Job stats:")
-    if len(table) < 2:
-        return counts
-    for line in table[1].splitlines()[3:]:
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not m:
-            break
-        if m.group(1) not in ("all", "figures", "total"):  # target rules, not jobs
-            counts[m.group(1)] = int(m.group(2))
-    return counts
-
-
-def with_changes(config: dict, **changes: dict) -> dict:
-    new = json.loads(json.dumps(config))
-    for section, values in changes.items():
-        new.setdefault(section, {}).update(values)
-    return new
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    workdir = tmp_path_factory.mktemp("tiny")
-    config = with_changes(TINY, data={"root": str(write_fake_mnist(workdir / "data"))})
-    result = snakemake(workdir, config=config)
-    assert result.returncode == 0, result.stderr[-5000:]
-    return workdir, config
 
 
 def test_lint_is_clean() -> None:
@@ -154,12 +106,21 @@ def test_config_errors_that_need_the_data_or_the_command_line(tmp_path: Path) ->
 
 
 def test_missing_data_names_the_file(tmp_path: Path) -> None:
+    """A configured data.root that is missing fails the dry run naming it and the files."""
     config = with_changes(TINY, data={"root": str(tmp_path / "no-data")})
+    result = snakemake(tmp_path, "-n", config=config)
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "data.root" in message and "no-data does not exist" in message, message[-3000:]
+    assert "train-images-idx3-ubyte" in message
+    # files that go missing after the dry run: the job that reads them names them
+    data = write_fake_mnist(tmp_path / "data")
+    config = with_changes(TINY, data={"root": str(data)})
+    (data / "train-images-idx3-ubyte.gz").unlink()
     result = snakemake(tmp_path, RUN + "/train/trajectory.h5", config=config)
     assert result.returncode != 0
-    assert "train_model.log" in result.stderr, result.stderr[-3000:]
     log = (tmp_path / RUN / "logs" / "train_model.log").read_text()
-    assert "no-data" in log and "does not exist" in log
+    assert "train-images-idx3-ubyte" in log, log[-3000:]
 
 
 def test_tiny_run_outputs(tiny_run: tuple[Path, dict]) -> None:

@@ -8,7 +8,19 @@ from __future__ import annotations
 
 
 class HessketchError(Exception):
-    """Base class of all errors raised by hessketch."""
+    """Base class of all errors raised by hessketch.
+
+    ``damaged`` names the file at fault when the error is that a file is damaged, edited,
+    stale or misplaced: a workflow job moves it aside (:func:`hessketch.provenance.quarantine`)
+    so that the next plain run regenerates it. ``fix`` is the advice for library use, where
+    nothing is moved (e.g. "regenerate it: snakemake --forcerun <file>").
+    """
+
+    def __init__(self, message: str, *, damaged: object = None, fix: str | None = None):
+        super().__init__(f"{message}; {fix}" if fix else message)
+        self.problem = message
+        self.damaged = damaged
+        self.fix = fix
 
 
 class DataError(HessketchError):

@@ -32,6 +32,7 @@ import torch
 import zarr
 
 from hessketch.errors import IntegrityError, SketchStoreError
+from hessketch.provenance import check_identity, hessian_facts
 from hessketch.sketch import Block, SketchSpec
 
 __all__ = [
@@ -127,18 +128,28 @@ def read_json(path: str | Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise IntegrityError(f"{what} {path} is missing or unreadable: {err}; {fix}") from err
+        raise IntegrityError(
+            f"{what} {path} is missing or unreadable: {err}", damaged=path, fix=fix
+        ) from err
     if not isinstance(data, dict) or CHECKSUM_FIELD not in data:
         raise IntegrityError(
             f"{what} {path} carries no checksum (field {CHECKSUM_FIELD!r}): it was not written "
-            f"by this version of hessketch; {fix}"
+            "by this version of hessketch",
+            damaged=path,
+            fix=fix,
         )
     body = {key: value for key, value in data.items() if key != CHECKSUM_FIELD}
     if _json_digest(body) != data[CHECKSUM_FIELD]:
         raise IntegrityError(
             f"{what} {path} does not match its checksum (field {CHECKSUM_FIELD!r}): it was "
-            f"edited or damaged after it was written; {fix}"
+            "edited or damaged after it was written",
+            damaged=path,
+            fix=fix,
         )
+    facts = dict(body.get("identity") or {})
+    if isinstance(body.get("step"), int):
+        facts.setdefault("step", body["step"])
+    check_identity(path, facts, what)
     return body
 
 
@@ -231,18 +242,23 @@ class ZarrSketch:
             spec = SketchSpec(**attrs["spec"])
             missing = [n for n in ARRAYS if n not in group]
         except (KeyError, TypeError, ValueError) as err:
-            raise SketchStoreError(f"sketch store {path} is malformed: {err}") from err
+            raise SketchStoreError(
+                f"sketch store {path} is malformed: {err}", damaged=path
+            ) from err
         if attrs.get("format_version") != FORMAT_VERSION or missing:
             raise SketchStoreError(
                 f"sketch store {path}: expected format {FORMAT_VERSION} with arrays {ARRAYS}, "
-                f"found format {attrs.get('format_version')} missing {missing}"
+                f"found format {attrs.get('format_version')} missing {missing}",
+                damaged=path,
             )
         for name, shape in _shapes(spec).items():
             if tuple(group[name].shape) != shape:
                 raise SketchStoreError(
                     f"sketch store {path}: array {name} has shape {group[name].shape}, "
-                    f"expected {shape} from its spec"
+                    f"expected {shape} from its spec",
+                    damaged=path,
                 )
+        check_identity(path, hessian_facts(attrs["provenance"]), "sketch store")
         return cls(
             path,
             spec,
@@ -293,14 +309,12 @@ class ZarrSketch:
         """The error for a damaged part of the store, naming the shard to rerun if known."""
         a, b = columns
         owner = self.owners.get(f"{name}:{a}")
-        fix = (
-            f"written by the shard of {owner}; rerun it: snakemake --forcerun {owner}"
-            if owner
-            else "re-create the store"
-        )
+        where = f"written by the shard of {owner}" if owner else "no receipt names its writer"
         return SketchStoreError(
             f"{self.path}: array {name}, rows [{rows.start}, {rows.stop}), columns [{a}, {b}) "
-            f"{what} (a chunk is missing, truncated or corrupt); {fix}"
+            f"{what} (a chunk is missing, truncated or corrupt), {where}",
+            damaged=owner or self.path,
+            fix=f"rerun it: snakemake --forcerun {owner}" if owner else "re-create the store",
         )
 
     def block_columns(self, block: Block) -> dict[str, tuple[int, int]]:
@@ -338,12 +352,17 @@ def verify_receipts(
         if receipt.get("store_id") != sketch.store_id:
             raise SketchStoreError(
                 f"receipt {name} belongs to store {receipt.get('store_id')}, not to {sketch.path} "
-                f"({sketch.store_id}): the store was re-created after this shard ran; rerun it"
+                f"({sketch.store_id}): the store was re-created after this shard ran, or the "
+                "receipt was copied from another store",
+                damaged=name,
+                fix=f"rerun its shard: snakemake --forcerun {name}",
             )
         if receipt.get("param_hash") != param_hash:
             raise SketchStoreError(
                 f"receipt {name} was measured at parameters {receipt.get('param_hash')}, "
-                f"but the store is for {param_hash}"
+                f"but the store is for {param_hash}",
+                damaged=name,
+                fix=f"rerun its shard: snakemake --forcerun {name}",
             )
         for key_name in receipt.get("digests", {}):
             sketch.owners[key_name] = name
@@ -351,14 +370,17 @@ def verify_receipts(
         if receipt.get("hvps") != measured:
             raise SketchStoreError(
                 f"receipt {name} reports {receipt.get('hvps')} HVPs for blocks of {measured} "
-                "columns: it does not describe what its shard measured; rerun that shard: "
-                f"snakemake --forcerun {name}"
+                "columns: it does not describe what its shard measured",
+                damaged=name,
+                fix=f"rerun that shard: snakemake --forcerun {name}",
             )
         for block in receipt["blocks"]:
             key = tuple(block)
             if key not in expected:
                 raise SketchStoreError(
-                    f"receipt {name} names block {block}, which {sketch.path} lacks"
+                    f"receipt {name} names block {block}, which {sketch.path} lacks",
+                    damaged=name,
+                    fix=f"rerun its shard: snakemake --forcerun {name}",
                 )
             if key in seen:
                 raise SketchStoreError(f"block {block} is claimed by both {seen[key]} and {name}")
@@ -392,6 +414,7 @@ def check_digests(sketch: ZarrSketch, digests: dict[str, str], hashers: dict[str
                 owner = sketch.owners.get(key, "the shard that wrote them")
                 raise SketchStoreError(
                     f"{sketch.path}: array {name}, columns [{a}, {b}) do not match the receipt "
-                    f"{owner} (overwritten or corrupt); rerun that shard: "
-                    f"snakemake --forcerun {owner}"
+                    f"{owner} (overwritten or corrupt)",
+                    damaged=sketch.owners.get(key),
+                    fix=f"rerun that shard: snakemake --forcerun {owner}",
                 )

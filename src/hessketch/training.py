@@ -14,7 +14,12 @@ from hessketch.data import augment_batch
 from hessketch.errors import NumericalError
 from hessketch.models import flatten_params
 
-__all__ = ["SGDConfig", "evaluate", "train_sgd"]
+__all__ = [
+    "SGDConfig",
+    "evaluate",
+    "learning_problem",
+    "train_sgd",
+]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +35,10 @@ class SGDConfig:
     record_steps: tuple[int, ...]
     eval_every: int = 100
     augment: bool = False  # random crops and flips of each mini-batch (CIFAR, All-CNN-C)
+    # a run whose training loss ends above this factor times its start, or whose final
+    # training accuracy is at chance, did not learn (None: no loss check)
+    max_loss_factor: float | None = 10.0
+    stop_if_not_learning: bool = True  # False keeps such a run (a study of divergence)
 
 
 @torch.no_grad()
@@ -143,3 +152,35 @@ def train_sgd(
         loss.backward()
         opt.step()
     return rows
+
+
+def learning_problem(
+    rows: list[dict[str, float]],
+    num_classes: int,
+    max_loss_factor: float | None,
+    train_points: int,
+) -> str | None:
+    """Why a training run (its evaluation ``rows``) did not learn, or None if it did.
+
+    It did not when the final training loss exceeds ``max_loss_factor`` times the first, or
+    when the final training accuracy is within 3 binomial standard errors of chance
+    (1 / ``num_classes``, over ``train_points`` points) although the run made updates.
+    ``rows`` are those of :func:`train_sgd`, the first at step 0, the last at the final step.
+    """
+    if len(rows) < 2 or rows[-1]["step"] == 0:
+        return None
+    first, last = rows[0], rows[-1]
+    if max_loss_factor is not None and last["train_loss"] > max_loss_factor * first["train_loss"]:
+        return (
+            f"the training loss rose from {first['train_loss']:.4g} at step {first['step']} to "
+            f"{last['train_loss']:.4g} at step {last['step']} (more than "
+            f"training.max_loss_factor = {max_loss_factor:g} times)"
+        )
+    chance = 1.0 / num_classes
+    margin = 3.0 * (chance * (1.0 - chance) / max(1, train_points)) ** 0.5
+    if last["train_accuracy"] <= chance + margin:
+        return (
+            f"the training accuracy at step {last['step']} is {last['train_accuracy']:.4f}, "
+            f"at chance (1/{num_classes} = {chance:.4f}, within 3 standard errors)"
+        )
+    return None

@@ -26,6 +26,7 @@ import torch
 import zarr
 
 from hessketch.errors import SketchStoreError
+from hessketch.provenance import check_identity, hessian_facts
 from hessketch.sketch import Block
 from hessketch.store import TALL_ROW_CHUNK, built_in_place, column_digest
 
@@ -141,17 +142,20 @@ class WaveStore:
             spec = WaveSpec(**attrs["spec"])
             shapes = {name: tuple(group[name].shape) for name in ("V", "HV")}
         except (KeyError, TypeError, ValueError) as err:
-            raise SketchStoreError(f"wave store {path} is malformed: {err}") from err
+            raise SketchStoreError(f"wave store {path} is malformed: {err}", damaged=path) from err
         if attrs.get("format_version") != FORMAT_VERSION or attrs.get("kind") != "wave":
             raise SketchStoreError(
                 f"{path}: expected a wave store of format {FORMAT_VERSION}, found "
-                f"kind {attrs.get('kind')!r} format {attrs.get('format_version')!r}"
+                f"kind {attrs.get('kind')!r} format {attrs.get('format_version')!r}",
+                damaged=path,
             )
         for name, shape in shapes.items():
             if shape != (spec.dim, spec.width):
                 raise SketchStoreError(
-                    f"{path}: array {name} has shape {shape}, expected {(spec.dim, spec.width)}"
+                    f"{path}: array {name} has shape {shape}, expected {(spec.dim, spec.width)}",
+                    damaged=path,
                 )
+        check_identity(path, hessian_facts(attrs["provenance"]), "wave store")
         return cls(path, spec, attrs["provenance"], attrs["store_id"], attrs, _group=group)
 
     def read_columns(self, name: str, start: int, stop: int) -> torch.Tensor:
@@ -207,15 +211,15 @@ class StreamingDigests:
             if hasher.hexdigest() != self.expected.get(key):
                 name, start = key.split(":")
                 stop = min(int(start) + self.store.spec.block_size, self.store.spec.width)
+                owner = self.store.owners.get(key)
                 raise SketchStoreError(
                     f"{self.store.path}: array {name}, columns [{start}, {stop}) do not match "
-                    "the digest recorded when they were written (corrupt or overwritten); "
-                    + (
-                        "re-create the wave"
-                        if name == "V"
-                        else "rerun the shard that wrote them: snakemake --forcerun "
-                        + self.store.owners.get(key, "<its receipt>")
-                    )
+                    "the digest recorded when they were written (corrupt or overwritten)",
+                    damaged=self.store.path if name == "V" or owner is None else owner,
+                    fix="re-create the wave"
+                    if name == "V"
+                    else "rerun the shard that wrote them: snakemake --forcerun "
+                    + (owner or "<its receipt>"),
                 )
 
 

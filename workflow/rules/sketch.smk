@@ -45,6 +45,8 @@ if ONE_PASS:
         input:
             store=rules.create_sketch_store.output.store,
             receipts=gather.measure(RECEIPTS_OF_STEP),
+            trajectory=rules.train_model.output.trajectory,
+            points=POINTS,
         output:
             eigenpairs=f"{STEP}/method~sketched/eigenpairs.h5",
             report=f"{STEP}/method~sketched/report.json",
@@ -57,5 +59,7 @@ if ONE_PASS:
         resources:
             mem_mb=mem_mb_reduce,
             runtime=runtime_reduce,
+        params:
+            hessian=hessian_params(),
         script:
             "../scripts/reduce_sketch.py"

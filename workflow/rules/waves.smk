@@ -128,6 +128,8 @@ else:
             stores=all_waves,
             receipts=receipts_of_all_waves,
             plans=plan_files_of_reduction,
+            trajectory=rules.train_model.output.trajectory,
+            points=POINTS,
         output:
             eigenpairs=f"{STEP}/method~sketched/eigenpairs.h5",
             report=f"{STEP}/method~sketched/report.json",
@@ -148,5 +150,6 @@ else:
             plans=plans_of_reduction,
             k=config["sketch"]["k"],
             certificate=certificate_params(),
+            hessian=hessian_params(),
         script:
             "../scripts/reduce_krylov.py"

@@ -1,12 +1,11 @@
 """Adapter: rule certify_eigenpairs → hessketch.pipeline.waves.certify_eigenpairs."""
 
-from hessketch.pipeline.common import run_stage
+from hessketch.pipeline.common import run_job
 from hessketch.pipeline.waves import certify_eigenpairs
 
 certificate = snakemake.params.certificate
-run_stage(
-    snakemake.log[0],
-    snakemake.threads,
+run_job(
+    snakemake,
     certify_eigenpairs,
     store_path=snakemake.input.store,
     receipt_paths=list(snakemake.input.receipts),

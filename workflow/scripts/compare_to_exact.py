@@ -1,11 +1,10 @@
 """Adapter: rule compare_to_exact → hessketch.pipeline.compare.compare_to_exact."""
 
-from hessketch.pipeline.common import run_stage
+from hessketch.pipeline.common import run_job
 from hessketch.pipeline.compare import compare_to_exact
 
-run_stage(
-    snakemake.log[0],
-    snakemake.threads,
+run_job(
+    snakemake,
     compare_to_exact,
     sketched=snakemake.params.sketched,
     exact=snakemake.params.exact,

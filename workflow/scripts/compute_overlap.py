@@ -1,11 +1,10 @@
 """Adapter: rule compute_overlap → hessketch.pipeline.overlap.compute_overlap."""
 
-from hessketch.pipeline.common import run_stage
+from hessketch.pipeline.common import run_job
 from hessketch.pipeline.overlap import compute_overlap
 
-run_stage(
-    snakemake.log[0],
-    snakemake.threads,
+run_job(
+    snakemake,
     compute_overlap,
     eigenpairs_path=snakemake.input.eigenpairs,
     trajectory_path=snakemake.input.trajectory,

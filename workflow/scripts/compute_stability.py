@@ -1,11 +1,10 @@
 """Adapter: rule compute_stability → hessketch.pipeline.stability.compute_stability."""
 
-from hessketch.pipeline.common import run_stage
+from hessketch.pipeline.common import run_job
 from hessketch.pipeline.stability import compute_stability
 
-run_stage(
-    snakemake.log[0],
-    snakemake.threads,
+run_job(
+    snakemake,
     compute_stability,
     eigenpairs=snakemake.params.eigenpairs,
     trajectory_path=snakemake.input.trajectory,

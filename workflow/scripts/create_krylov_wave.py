@@ -1,12 +1,11 @@
 """Adapter: rule create_krylov_wave → hessketch.pipeline.waves.create_krylov_wave."""
 
-from hessketch.pipeline.common import run_stage
+from hessketch.pipeline.common import run_job
 from hessketch.pipeline.hessian_at_step import HessianSpec
 from hessketch.pipeline.krylov import create_krylov_wave
 
-run_stage(
-    snakemake.log[0],
-    snakemake.threads,
+run_job(
+    snakemake,
     create_krylov_wave,
     trajectory_path=snakemake.input.trajectory,
     step=int(snakemake.wildcards.step),

@@ -1,12 +1,11 @@
 """Adapter: rule create_sketch_store → hessketch.pipeline.measure.create_sketch_store."""
 
-from hessketch.pipeline.common import run_stage
+from hessketch.pipeline.common import run_job
 from hessketch.pipeline.hessian_at_step import HessianSpec
 from hessketch.pipeline.measure import create_sketch_store
 
-run_stage(
-    snakemake.log[0],
-    snakemake.threads,
+run_job(
+    snakemake,
     create_sketch_store,
     trajectory_path=snakemake.input.trajectory,
     step=int(snakemake.wildcards.step),

@@ -1,11 +1,10 @@
 """Adapter: rule create_verification_wave → hessketch.pipeline.waves.create_verification_wave."""
 
-from hessketch.pipeline.common import run_stage
+from hessketch.pipeline.common import run_job
 from hessketch.pipeline.waves import create_verification_wave
 
-run_stage(
-    snakemake.log[0],
-    snakemake.threads,
+run_job(
+    snakemake,
     create_verification_wave,
     eigenpairs_path=snakemake.input.eigenpairs,
     pairs=snakemake.params.pairs,

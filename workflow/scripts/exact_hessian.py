@@ -1,12 +1,11 @@
 """Adapter: rule exact_hessian → hessketch.pipeline.exact.exact_eigenpairs."""
 
-from hessketch.pipeline.common import run_stage
+from hessketch.pipeline.common import run_job
 from hessketch.pipeline.exact import exact_eigenpairs
 from hessketch.pipeline.hessian_at_step import HessianSpec
 
-run_stage(
-    snakemake.log[0],
-    snakemake.threads,
+run_job(
+    snakemake,
     exact_eigenpairs,
     trajectory_path=snakemake.input.trajectory,
     step=int(snakemake.wildcards.step),

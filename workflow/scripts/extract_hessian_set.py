@@ -1,11 +1,10 @@
 """Adapter: rule extract_hessian_set → hessketch.pipeline.hessian_set.extract_hessian_set."""
 
-from hessketch.pipeline.common import DataSpec, run_stage
+from hessketch.pipeline.common import DataSpec, run_job
 from hessketch.pipeline.hessian_set import extract_hessian_set
 
-run_stage(
-    snakemake.log[0],
-    snakemake.threads,
+run_job(
+    snakemake,
     extract_hessian_set,
     data=DataSpec(**snakemake.params.data),
     split=snakemake.wildcards.hset,

@@ -1,12 +1,11 @@
 """Adapter: rule measure_sketch_shard → hessketch.pipeline.measure.measure_sketch_shard."""
 
-from hessketch.pipeline.common import run_stage
+from hessketch.pipeline.common import run_job
 from hessketch.pipeline.hessian_at_step import HessianSpec
 from hessketch.pipeline.measure import measure_sketch_shard
 
-run_stage(
-    snakemake.log[0],
-    snakemake.threads,
+run_job(
+    snakemake,
     measure_sketch_shard,
     trajectory_path=snakemake.input.trajectory,
     step=int(snakemake.wildcards.step),

@@ -1,11 +1,10 @@
 """Adapter: checkpoint plan_krylov_wave → hessketch.pipeline.krylov.plan_krylov_wave."""
 
-from hessketch.pipeline.common import run_stage
+from hessketch.pipeline.common import run_job
 from hessketch.pipeline.krylov import plan_krylov_wave
 
-run_stage(
-    snakemake.log[0],
-    snakemake.threads,
+run_job(
+    snakemake,
     plan_krylov_wave,
     sketch=dict(snakemake.params.sketch),
     certificate=dict(snakemake.params.certificate),

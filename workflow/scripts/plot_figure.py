@@ -1,7 +1,7 @@
 """Adapter: each plot_* rule → the function of the same name in hessketch.pipeline.figures."""
 
 from hessketch.pipeline import figures
-from hessketch.pipeline.common import run_stage
+from hessketch.pipeline.common import run_job
 
 style = figures.FigureStyle(**snakemake.params.style)
 outputs = [snakemake.output.pdf, snakemake.output.png]
@@ -9,9 +9,8 @@ if snakemake.rule == "plot_training_curves":
     kwargs = {"metrics": snakemake.input.metrics}
 else:  # the rule's params name the function's arguments
     kwargs = {key: value for key, value in snakemake.params.items() if key != "style"}
-run_stage(
-    snakemake.log[0],
-    snakemake.threads,
+run_job(
+    snakemake,
     getattr(figures, snakemake.rule),
     outputs=outputs,
     style=style,

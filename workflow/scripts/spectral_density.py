@@ -1,13 +1,12 @@
 """Adapter: rule spectral_density → hessketch.pipeline.density.spectral_density."""
 
-from hessketch.pipeline.common import run_stage
+from hessketch.pipeline.common import run_job
 from hessketch.pipeline.density import spectral_density
 from hessketch.pipeline.hessian_at_step import HessianSpec
 
 settings = snakemake.params.density
-run_stage(
-    snakemake.log[0],
-    snakemake.threads,
+run_job(
+    snakemake,
     spectral_density,
     trajectory_path=snakemake.input.trajectory,
     step=int(snakemake.wildcards.step),

@@ -1,13 +1,12 @@
 """Adapter: rule train_model → hessketch.pipeline.train.train_model."""
 
-from hessketch.pipeline.common import DataSpec, run_stage
+from hessketch.pipeline.common import DataSpec, run_job
 from hessketch.pipeline.train import train_model
 from hessketch.training import SGDConfig
 
 training = dict(snakemake.params.training)
-run_stage(
-    snakemake.log[0],
-    snakemake.threads,
+run_job(
+    snakemake,
     train_model,
     data=DataSpec(**snakemake.params.data),
     model_spec=dict(snakemake.params.model),

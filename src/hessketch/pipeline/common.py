@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import h5py
 import numpy as np
@@ -22,12 +22,21 @@ import torch
 from hessketch.data import Dataset, get_dataset
 from hessketch.errors import DataError, HessketchError, IntegrityError
 from hessketch.hessian import deterministic_mode
+from hessketch.provenance import (
+    check_identity,
+    check_inputs,
+    hessian_facts,
+    quarantine,
+    record_outputs,
+    run_root,
+)
 from hessketch.store import fresh_temporary, read_json
 from hessketch.trajectory import param_hash
 
 __all__ = [
     "DataSpec",
     "EigenpairWriter",
+    "Job",
     "check_eigenpairs_at",
     "eigenpair_dims",
     "eigenpair_provenance",
@@ -35,6 +44,7 @@ __all__ = [
     "pick_device",
     "read_eigenpairs",
     "read_table",
+    "run_job",
     "run_stage",
     "setup_logging",
     "write_table",
@@ -58,11 +68,7 @@ def setup_logging(log_path: str | Path | None = None) -> None:
 
 
 def run_stage(log_path: str | Path | None, threads: int, stage: Any, **kwargs: Any) -> None:
-    """Run one stage function with logging set up; a failure is logged with its traceback.
-
-    This is what every workflow script calls: ``run_stage(snakemake.log[0], snakemake.threads,
-    train_model, ...)``.
-    """
+    """Run one stage function with logging set up; a failure is logged with its traceback."""
     setup_logging(log_path)
     deterministic_mode()  # before any CUDA operation: bit-identical reruns on GPUs too
     torch.set_num_threads(max(1, int(threads)))
@@ -71,6 +77,63 @@ def run_stage(log_path: str | Path | None, threads: int, stage: Any, **kwargs: A
     except Exception:
         logging.getLogger(stage.__module__).exception("%s failed", stage.__name__)
         raise
+
+
+class Job(Protocol):
+    """What :func:`run_job` needs of a workflow job (Snakemake's ``snakemake`` object has it)."""
+
+    input: Any
+    output: Any
+    log: Any
+    threads: int
+    rule: str
+
+
+def run_job(job: Job, stage: Any, **kwargs: Any) -> None:
+    """Run one stage for one workflow job: what every workflow script calls.
+
+    ``run_job(snakemake, train_model, ...)``. Around :func:`run_stage`: the job's inputs under
+    the run are checked against their provenance records first
+    (:func:`hessketch.provenance.check_inputs`), and its outputs are recorded with the digests
+    of those inputs after the stage succeeds. An input found damaged, edited, stale or
+    misplaced (by that check or by the stage's own readers) is put in the run's quarantine
+    (:func:`hessketch.provenance.quarantine`) and the error says so: the next plain
+    ``snakemake`` regenerates it and what was computed from it.
+    """
+    setup_logging(job.log[0] if len(job.log) else None)
+    try:
+        digests = check_inputs(_paths(job.input))
+        run_stage(None if not len(job.log) else job.log[0], job.threads, stage, **kwargs)
+    except HessketchError as err:
+        if err.damaged is None or run_root(err.damaged) is None:
+            raise  # not a file of the run (a data file): its own advice stands
+        moved = quarantine(err.damaged)
+        if moved is not None:
+            problem = (
+                f"{err.problem}; kept it in quarantine at {moved} and marked it out of date "
+                "(nothing is deleted): a plain `snakemake` regenerates it and everything "
+                "computed from it"
+            )
+        elif not Path(err.damaged).exists():
+            problem = (
+                f"{err.problem}; it is no longer there (another job that read it moved it "
+                "aside, or it was deleted): a plain `snakemake` regenerates it"
+            )
+        else:
+            raise
+        logging.getLogger(__name__).error("%s", problem)
+        raise type(err)(problem) from err
+    record_outputs(_paths(job.output), digests, job.rule)
+
+
+def _paths(files: Any) -> list[str]:
+    out: list[str] = []
+    for item in files:
+        if isinstance(item, (list, tuple)):
+            out.extend(_paths(item))
+        else:
+            out.append(str(item))
+    return out
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -228,8 +291,9 @@ def read_table(path: str | Path) -> dict[str, np.ndarray]:
         if tables[path.name] != hashlib.sha256(path.read_bytes()).hexdigest():
             raise IntegrityError(
                 f"table {path} does not match the SHA-256 that {summary} records for it: it "
-                f"was edited or damaged after it was written; regenerate it: "
-                f"snakemake --forcerun {summary}"
+                "was edited or damaged after it was written",
+                damaged=path,
+                fix=f"regenerate it: snakemake --forcerun {summary}",
             )
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
@@ -325,16 +389,26 @@ def open_eigenpairs(path: str | Path) -> Iterator[h5py.File]:
                 raise IntegrityError(
                     f"eigenpair file {path}: its attributes do not match their checksum "
                     f"({_ATTRS_CHECKSUM}), or it has none: edited, damaged or written by "
-                    f"another version of hessketch; {fix}"
+                    "another version of hessketch",
+                    damaged=path,
+                    fix=fix,
                 )
             unchecked = [n for n in ("eigenvalues", "eigenvectors") if not f[n].fletcher32]
             if unchecked:
                 raise IntegrityError(
-                    f"eigenpair file {path}: {unchecked} carry no chunk checksums; {fix}"
+                    f"eigenpair file {path}: {unchecked} carry no chunk checksums",
+                    damaged=path,
+                    fix=fix,
                 )
+            provenance = json.loads(f.attrs["provenance"]) if "provenance" in f.attrs else {}
+            method = json.loads(f.attrs["method"]) if "method" in f.attrs else None
+            facts = {**hessian_facts(provenance), "method": method}
+            check_identity(path, facts, "eigenpair file")
             yield f
     except (OSError, KeyError) as err:
-        raise IntegrityError(f"eigenpair file {path} is missing or damaged: {err}; {fix}") from err
+        raise IntegrityError(
+            f"eigenpair file {path} is missing or damaged: {err}", damaged=path, fix=fix
+        ) from err
 
 
 def read_eigenpairs(
@@ -394,6 +468,7 @@ def check_eigenpairs_at(path: str | Path, theta: torch.Tensor, where: str) -> No
     if recorded != param_hash(theta):
         raise IntegrityError(
             f"eigenpair file {path} was computed at parameters {recorded}, but {where} has "
-            f"{param_hash(theta)}: it is stale or belongs to another step; regenerate it: "
-            f"snakemake --forcerun {path}"
+            f"{param_hash(theta)}: it is stale or belongs to another step",
+            damaged=path,
+            fix=f"regenerate it: snakemake --forcerun {path}",
         )

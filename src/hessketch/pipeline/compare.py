@@ -59,8 +59,9 @@ def compare_to_exact(
             if summaries[method].get("step") != step:
                 raise IntegrityError(
                     f"overlap summary {files['summary']} is of step "
-                    f"{summaries[method].get('step')}, not {step}; regenerate it: "
-                    f"snakemake --forcerun {files['summary']}"
+                    f"{summaries[method].get('step')}, not {step}",
+                    damaged=files["summary"],
+                    fix=f"regenerate it: snakemake --forcerun {files['summary']}",
                 )
         summary_sk, summary_ex = summaries["sketched"], summaries["exact"]
         k = summary_sk["k"]

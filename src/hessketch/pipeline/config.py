@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -94,9 +95,18 @@ def _classes(data: DataSpec) -> int | None:
 def _data_problems(config: dict[str, Any], data: DataSpec) -> list[str]:
     """Hessian sets and mini-batch against the class counts of the labels, if present.
 
-    Missing data is reported, with its fix, by the first job that reads it.
+    A configured ``data.root`` that holds none of the data set's files is a problem here;
+    data missing from the default location is reported, with its fix, by the first job that
+    reads it (``make demo`` installs it first).
     """
     problems: list[str] = []
+    if data.root is not None and not data.files():
+        where = "does not exist" if not Path(data.root).exists() else "holds none of its files"
+        return [
+            f"data.root: {data.root} {where} (data set {data.dataset!r}): "
+            f"{data.reader.expected(Path(data.root))}, or point data.root at the folder "
+            "that has them"
+        ]
     classes = _classes(data)
     if classes is None:
         return problems  # no data yet: the job that reads them names the missing files

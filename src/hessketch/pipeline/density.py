@@ -10,6 +10,7 @@ from hessketch.curvature import deterministic_mode
 from hessketch.density import hutchpp_trace, slq_density
 from hessketch.pipeline.common import pick_device
 from hessketch.pipeline.hessian_at_step import HessianSpec, hessian_at_step
+from hessketch.provenance import hessian_facts
 from hessketch.store import write_json_atomic
 
 __all__ = ["spectral_density"]
@@ -48,6 +49,7 @@ def spectral_density(
         density_path,
         {
             "step": step,
+            "identity": hessian_facts(provenance),
             "dim": op.dim,
             "probes": probes,
             "lanczos_steps": steps,

@@ -11,10 +11,20 @@ import torch
 
 from hessketch.curvature import CurvatureOperator, make_curvature
 from hessketch.errors import IntegrityError, SketchStoreError
-from hessketch.pipeline.hessian_set import hessian_set_description, read_hessian_set
+from hessketch.pipeline.hessian_set import (
+    check_set_against_data,
+    hessian_set_description,
+    read_hessian_set,
+)
 from hessketch.trajectory import Trajectory, param_hash
 
-__all__ = ["HessianSpec", "check_same_hessian", "hessian_at_step", "hessian_provenance"]
+__all__ = [
+    "HessianSpec",
+    "check_same_hessian",
+    "check_store_is_current",
+    "hessian_at_step",
+    "hessian_provenance",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +50,19 @@ class HessianSpec:
         return {"curvature": self.curvature, "dtype": self.dtype, "method": self.method}
 
 
-def hessian_provenance(trajectory_path: str | Path, step: int, hessian: HessianSpec) -> dict:
+def hessian_provenance(
+    trajectory_path: str | Path, step: int, hessian: HessianSpec, *, check_data: bool = True
+) -> dict:
     """What the Hessian at ``step`` is of, without building its operator.
 
     The parameter hash, the hash of the buffers (BatchNorm statistics; None without), the step
     and the Hessian set's description (with the checksum of its points): what
-    :func:`check_same_hessian` compares.
+    :func:`check_same_hessian` compares. With ``check_data``, the set's points are first
+    re-checked against the data files they were drawn from (:func:`check_set_against_data`).
     """
     traj = Trajectory.open(trajectory_path)
+    if check_data:
+        check_set_against_data(hessian.points)
     set_description = hessian_set_description(hessian.points)
     _check_same_data(traj, set_description, hessian.points)
     return {
@@ -62,8 +77,9 @@ def _check_same_data(traj: Trajectory, set_description: dict, points: str | Path
     if set_description.get("data") != traj.meta["data"]:
         raise IntegrityError(
             f"Hessian set {points} was extracted from the data {set_description.get('data')}, "
-            f"but the network in {traj.path} was trained on {traj.meta['data']}; regenerate "
-            f"it: snakemake --forcerun {points}"
+            f"but the network in {traj.path} was trained on {traj.meta['data']}",
+            damaged=points,
+            fix=f"regenerate it: snakemake --forcerun {points}",
         )
 
 
@@ -80,21 +96,25 @@ def check_same_hessian(recorded: dict, current: dict, where: str, now: str) -> N
     if recorded.get("param_hash") != current["param_hash"]:
         raise SketchStoreError(
             f"{where} was made for parameters {recorded.get('param_hash')}, but {now} has "
-            f"{current['param_hash']}: it is stale; re-create it (a plain `snakemake` does)"
+            f"{current['param_hash']}: it is stale",
+            damaged=where,
+            fix=f"re-create it: snakemake --forcerun {where}",
         )
     if recorded.get("buffers_hash") != current.get("buffers_hash"):
         raise SketchStoreError(
             f"{where} was made for buffers (BatchNorm statistics) {recorded.get('buffers_hash')}"
-            f", but {now} has {current.get('buffers_hash')}: it is stale; re-create it (a plain "
-            "`snakemake` does)"
+            f", but {now} has {current.get('buffers_hash')}: it is stale",
+            damaged=where,
+            fix=f"re-create it: snakemake --forcerun {where}",
         )
     made_for = {"curvature": "hessian", **recorded.get("hessian", {})}
     if "hessian" in current and made_for != current["hessian"]:
         raise SketchStoreError(
             f"{where} was made for the products {made_for}, but they are now taken as "
             f"{current['hessian']} (hessian.curvature, hessian.dtype, hessian.method): mixing "
-            "the two would give a sketch of no matrix; re-create it (a plain `snakemake` does, "
-            "the changed setting reruns it)"
+            "the two would give a sketch of no matrix",
+            damaged=where,
+            fix=f"re-create it: snakemake --forcerun {where}",
         )
     old = recorded.get("hessian_set", {}).get("points_sha256")
     new = current["hessian_set"]["points_sha256"]
@@ -102,9 +122,31 @@ def check_same_hessian(recorded: dict, current: dict, where: str, now: str) -> N
         raise SketchStoreError(
             f"{where} was made for a Hessian set with points_sha256 {old}, but the Hessian set "
             f"now has {new}: the set was extracted again from changed data files. Mixing the "
-            "two would give a sketch of no Hessian; rerun the study on the current data "
-            "(`snakemake --forcerun train_model`)"
+            "two would give a sketch of no Hessian",
+            damaged=where,
+            fix=f"re-create it: snakemake --forcerun {where}",
         )
+
+
+def check_store_is_current(
+    provenance: dict,
+    store_path: str | Path,
+    trajectory_path: str | Path,
+    step: int,
+    hessian: HessianSpec,
+) -> None:
+    """Raise unless a store (its ``provenance``) is of the Hessian at ``step`` as it is now.
+
+    What a reducer checks before it trusts a store: the parameters and buffers at ``step`` of
+    the trajectory, the Hessian set's points and how the products are taken. A stale store
+    copied in (with its old times) is refused naming the store, which a workflow job then
+    moves aside.
+    """
+    current = {
+        **hessian_provenance(trajectory_path, step, hessian),
+        "hessian": hessian.definition(),
+    }
+    check_same_hessian(provenance, current, str(store_path), f"step {step} of {trajectory_path}")
 
 
 def hessian_at_step(

@@ -26,9 +26,11 @@ import torch
 from hessketch.data import balanced_indices
 from hessketch.errors import IntegrityError
 from hessketch.pipeline.common import DataSpec
+from hessketch.provenance import check_identity
 from hessketch.store import fresh_temporary
 
 __all__ = [
+    "check_set_against_data",
     "extract_hessian_set",
     "hessian_set_description",
     "points_sha256",
@@ -98,12 +100,15 @@ def hessian_set_description(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            return json.loads(f.attrs["description"])
+            description = json.loads(f.attrs["description"])
     except (OSError, KeyError, ValueError) as err:
         raise IntegrityError(
-            f"Hessian set {path} is missing or damaged: {err}; regenerate it: "
-            f"snakemake --forcerun {path}"
+            f"Hessian set {path} is missing or damaged: {err}",
+            damaged=path,
+            fix=f"regenerate it: snakemake --forcerun {path}",
         ) from err
+    check_identity(path, {"set": description.get("split")}, "Hessian set")
+    return description
 
 
 def read_hessian_set(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -122,10 +127,37 @@ def read_hessian_set(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, dict
             x = torch.from_numpy(np.asarray(f["inputs"][...], dtype=np.float32))
             y = torch.from_numpy(np.asarray(f["labels"][...], dtype=np.int64))
     except (OSError, KeyError) as err:
-        raise IntegrityError(f"Hessian set {path} is missing or damaged: {err}; {fix}") from err
+        raise IntegrityError(
+            f"Hessian set {path} is missing or damaged: {err}", damaged=path, fix=fix
+        ) from err
     if points_sha256(x, y) != description.get("points_sha256"):
         raise IntegrityError(
             f"Hessian set {path}: its points do not match the SHA-256 in its description: "
-            f"edited or damaged after it was written; {fix}"
+            "edited or damaged after it was written",
+            damaged=path,
+            fix=fix,
         )
     return x, y, description
+
+
+def check_set_against_data(path: str | Path) -> None:
+    """Raise unless the Hessian set at ``path`` holds the points of the data it names.
+
+    Reloads its points (by the recorded indices) from the data set its description names and
+    compares their SHA-256 with the file's: a set edited with its checksum recomputed, or
+    extracted from other data files than those now in place, is refused naming the file.
+    """
+    path = Path(path)
+    x, y, description = read_hessian_set(path)
+    with h5py.File(path, "r") as f:
+        indices = np.asarray(f["indices"][...], dtype=np.int64)
+    data = DataSpec(**description["data"])
+    fresh_x, fresh_y = data.load(description["split"], indices)
+    if points_sha256(fresh_x, fresh_y) != points_sha256(x, y):
+        raise IntegrityError(
+            f"Hessian set {path}: its points are not the points {description['split']}"
+            f"[indices] of the data in {data.resolved_root()} (edited with its checksum "
+            "recomputed, or extracted from other data files than those there now)",
+            damaged=path,
+            fix=f"regenerate it: snakemake --forcerun {path}",
+        )

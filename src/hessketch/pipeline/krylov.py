@@ -35,13 +35,18 @@ from hessketch.certificate import DEFAULT_SPACE_TOLERANCE, FLOAT32_ROUNDING, rit
 from hessketch.errors import IntegrityError, SketchStoreError
 from hessketch.krylov import BlockPlan, plan_next_block, write_next_block
 from hessketch.pipeline.common import EigenpairWriter
-from hessketch.pipeline.hessian_at_step import HessianSpec, hessian_provenance
+from hessketch.pipeline.hessian_at_step import (
+    HessianSpec,
+    check_store_is_current,
+    hessian_provenance,
+)
 from hessketch.pipeline.waves import open_waves, product_dtype, write_certificate
+from hessketch.provenance import hessian_facts
 from hessketch.ritz import ProjectedMatrices, rayleigh_ritz, wave_blocks
 from hessketch.sketch import SketchSpec
 from hessketch.store import TALL_ROW_CHUNK, read_json, write_json_atomic
 from hessketch.trajectory import Trajectory, param_hash
-from hessketch.wavestore import WaveSpec, ZarrBasis, create_wave_store
+from hessketch.wavestore import WaveSpec, WaveStore, ZarrBasis, create_wave_store
 
 __all__ = ["create_krylov_wave", "plan_krylov_wave", "reduce_krylov"]
 
@@ -186,6 +191,7 @@ def plan_krylov_wave(
         else None,
         "decision": estimate.to_dict(),
         "step": basis.stores[0].provenance.get("step"),
+        "identity": hessian_facts(basis.stores[0].provenance),
     }
     write_json_atomic(plan_path, record)
     log.info(
@@ -286,14 +292,21 @@ def reduce_krylov(
     space_tolerance: float = DEFAULT_SPACE_TOLERANCE,
     product_error: float | None = None,
     plan_paths: list[str | Path] | None = None,
+    trajectory_path: str | Path | None = None,
+    step: int | None = None,
+    hessian: HessianSpec | None = None,
 ) -> None:
     """Rayleigh–Ritz over all measured waves: eigenpairs, report and (free) certificate.
 
     With the plans (``plan_paths``, the last one the decision to stop for an adaptive run),
     the report records why the waves stopped and whether the measured certificate meets the
-    target the estimate judged.
+    target the estimate judged. With ``trajectory_path``, ``step`` and ``hessian``, the first
+    wave is first checked to be of that Hessian as it is now (a stale wave is refused).
     """
     started = time.perf_counter()
+    if trajectory_path is not None and step is not None and hessian is not None:
+        provenance = WaveStore.open(store_paths[0]).provenance
+        check_store_is_current(provenance, store_paths[0], trajectory_path, step, hessian)
     basis = open_waves(store_paths, receipt_paths)
     first = basis.stores[0]
     attrs = {
@@ -355,6 +368,10 @@ def reduce_krylov(
             if met
             else f"NOT certified (bound {float(certificate.space_bounds[target['k'] - 1]):.3g})",
         )
+    report["identity"] = {**hessian_facts(first.provenance), "method": "sketched"}
     write_json_atomic(report_path, report)
     step = first.provenance.get("step")
-    write_certificate(certificate, certificate_path, certificate_table_path, {"step": step})
+    identity = {**hessian_facts(first.provenance), "method": "sketched"}
+    write_certificate(
+        certificate, certificate_path, certificate_table_path, {"step": step, "identity": identity}
+    )

@@ -21,6 +21,7 @@ from hessketch.pipeline.hessian_at_step import (
     hessian_at_step,
     hessian_provenance,
 )
+from hessketch.provenance import hessian_facts
 from hessketch.sketch import Block, SketchSpec, measure_block
 from hessketch.store import ZarrSketch, create_store, write_json_atomic
 from hessketch.trajectory import Trajectory
@@ -147,6 +148,7 @@ def _run_shard(
         receipt_path,
         {
             "store_id": store.store_id,
+            "identity": hessian_facts(provenance),
             "param_hash": provenance["param_hash"],
             "shard": scatter_item,
             "blocks": [b.to_list() for b in blocks],

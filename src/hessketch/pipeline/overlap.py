@@ -35,6 +35,7 @@ from hessketch.pipeline.common import (
     write_table,
 )
 from hessketch.pipeline.hessian_set import read_hessian_set
+from hessketch.provenance import hessian_facts
 from hessketch.spacebound import chance_verdict, overlap_interval
 from hessketch.store import read_json, write_json_atomic
 from hessketch.trajectory import Trajectory
@@ -166,6 +167,7 @@ def compute_overlap(
     summary = {
         "method": attrs["method"],
         "step": step,
+        "identity": {**hessian_facts(attrs["provenance"]), "method": attrs["method"]},
         "dim": dim,
         "k": report_k,
         "overlap": at["overlap"],

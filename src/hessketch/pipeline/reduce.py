@@ -13,6 +13,8 @@ import torch
 
 from hessketch.metrics import aposteriori_tail_bounds
 from hessketch.pipeline.common import EigenpairWriter
+from hessketch.pipeline.hessian_at_step import HessianSpec, check_store_is_current
+from hessketch.provenance import hessian_facts
 from hessketch.seigh import reduce_sketch
 from hessketch.store import (
     ZarrSketch,
@@ -37,10 +39,20 @@ def reduce_sketch_store(
     receipt_paths: list[str | Path],
     eigenpairs_path: str | Path,
     report_path: str | Path,
+    trajectory_path: str | Path | None = None,
+    step: int | None = None,
+    hessian: HessianSpec | None = None,
 ) -> None:
-    """Check every receipt against the store, reduce, and write eigenpairs and a report."""
+    """Check every receipt against the store, reduce, and write eigenpairs and a report.
+
+    With ``trajectory_path``, ``step`` and ``hessian``, the store is first checked to be of
+    that Hessian as it is now (:func:`check_store_is_current`): a stale store copied in is
+    refused naming it.
+    """
     started = time.perf_counter()
     sketch = ZarrSketch.open(store_path)
+    if trajectory_path is not None and step is not None and hessian is not None:
+        check_store_is_current(sketch.provenance, store_path, trajectory_path, step, hessian)
     receipts = _load_receipts(receipt_paths)
     digests = verify_receipts(sketch, receipts)
     spec = sketch.spec
@@ -86,6 +98,7 @@ def reduce_sketch_store(
         "frobenius_sq_estimate": result.frobenius_sq,
         "frobenius_sq_probes": result.frobenius_sq_probes,
         "residual_sq_estimate": result.residual_sq,
+        "identity": {**hessian_facts(sketch.provenance), "method": "sketched"},
     }
     if result.probes and result.frobenius_sq_probes:
         # Relative to the probes' own estimate of ‖H‖_F², not to Σλ̂² + residual: a sketch

@@ -8,9 +8,10 @@ from typing import Any
 
 import torch
 
+from hessketch.errors import NumericalError
 from hessketch.models import build_model, num_params
 from hessketch.pipeline.common import DataSpec, pick_device, write_table
-from hessketch.training import SGDConfig, train_sgd
+from hessketch.training import SGDConfig, learning_problem, train_sgd
 from hessketch.trajectory import flatten_buffers, write_trajectory
 
 __all__ = ["train_model"]
@@ -54,11 +55,24 @@ def train_model(
         buffers[step] = flatten_buffers(model)  # train_sgd trains this very module
 
     rows = train_sgd(model, train, test, sgd, device=dev, on_record=on_record)
+    problem = learning_problem(rows, data.num_classes(), sgd.max_loss_factor, len(train[1]))
+    if problem and sgd.stop_if_not_learning:
+        raise NumericalError(
+            f"training did not learn: {problem}; lr {sgd.lr:g}. Lower training.lr (or train "
+            "longer); to keep such a run for a study of divergence, set "
+            "training.stop_if_not_learning: false"
+        )
+    if problem:
+        log.warning(
+            "training did not learn (kept: training.stop_if_not_learning is false): %s", problem
+        )
     steps = sorted(recorded)
     meta = {
         "model": model_spec,
         "data": data.to_dict(),
         "training": {**sgd.__dict__, "record_steps": list(sgd.record_steps), "device": str(dev)},
+        "learned": problem is None,
+        "not_learning": problem,
     }
     write_trajectory(
         trajectory_path, steps, [recorded[s] for s in steps], meta, [buffers[s] for s in steps]

@@ -32,6 +32,7 @@ from hessketch.certificate import (
 from hessketch.errors import SketchStoreError
 from hessketch.krylov import row_blocks
 from hessketch.pipeline.common import open_eigenpairs, write_table
+from hessketch.provenance import hessian_facts
 from hessketch.store import read_json, verify_receipts, write_json_atomic
 from hessketch.wavestore import StreamingDigests, WaveSpec, WaveStore, ZarrBasis, create_wave_store
 
@@ -65,10 +66,14 @@ def open_waves(store_paths: list[str | Path], receipt_paths: list[list[str | Pat
         if store.attrs.get("previous", []) != expected_chain:
             raise SketchStoreError(
                 f"{path} (wave {i}) was built from waves {store.attrs.get('previous')}, but the "
-                f"waves before it are now {expected_chain}: it is stale; re-create it"
+                f"waves before it are now {expected_chain}: it is stale",
+                damaged=path,
+                fix=f"re-create it: snakemake --forcerun {path}",
             )
         if stores and store.provenance["param_hash"] != stores[0].provenance["param_hash"]:
-            raise SketchStoreError(f"{path} is for other parameters than {stores[0].path}")
+            raise SketchStoreError(
+                f"{path} is for other parameters than {stores[0].path}", damaged=path
+            )
         loaded = [(str(r), _load_json(r, "receipt")) for r in receipts]
         digests.append(verify_receipts(store, loaded))  # type: ignore[arg-type]
         stores.append(store)
@@ -192,4 +197,7 @@ def certify_eigenpairs(
         product_error=product_error,
     )
     step = store.provenance.get("step")
-    write_certificate(certificate, certificate_path, certificate_table_path, {"step": step})
+    identity = {**hessian_facts(store.provenance), "method": "sketched"}
+    write_certificate(
+        certificate, certificate_path, certificate_table_path, {"step": step, "identity": identity}
+    )
