@@ -18,6 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 import zarr
 from workflow_helpers import RUN, TINY, copy_run, planned_jobs, snakemake, with_changes
 
@@ -134,16 +135,7 @@ def copy_c(tiny_run: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory
     """A Hessian set edited with its checksum recomputed, another one damaged."""
     clean, config = tiny_run
     work = copy_run(clean, tmp_path_factory.mktemp("faults-c") / "work")
-    points = work / HESS / "set~train/points.h5"
-    with h5py.File(points, "r+") as f:
-        f["inputs"][0, 0, 0, 0] += 1.0
-        x = f["inputs"][...]
-        y = f["labels"][...]
-        description = json.loads(f.attrs["description"])
-        import torch
-
-        description["points_sha256"] = points_sha256(torch.from_numpy(x), torch.from_numpy(y))
-        f.attrs["description"] = json.dumps(description, sort_keys=True)
+    _edit_points(work / HESS / "set~train/points.h5", row=0, delta=1.0)
     damaged = work / HESS / "set~test/points.h5"
     _flip(damaged, _chunk_offset(damaged, "inputs"))
     return _run_faulted(work, config)
@@ -266,18 +258,21 @@ def test_stores_and_sets_are_checked_against_their_sources(tiny_run: tuple[Path,
 
 
 def _edited_set(source: Path, to: Path) -> Path:
-    import torch
-
     to.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(source, to)
-    with h5py.File(to, "r+") as f:
-        f["inputs"][1, 0, 0, 0] -= 0.5
+    _edit_points(to, row=1, delta=-0.5)
+    return to
+
+
+def _edit_points(path: Path, row: int, delta: float) -> None:
+    """Change one input value of a Hessian set and recompute its ``points_sha256``."""
+    with h5py.File(path, "r+") as f:
+        f["inputs"][row, 0, 0, 0] += delta
         description = json.loads(f.attrs["description"])
         description["points_sha256"] = points_sha256(
             torch.from_numpy(f["inputs"][...]), torch.from_numpy(f["labels"][...])
         )
         f.attrs["description"] = json.dumps(description, sort_keys=True)
-    return to
 
 
 def test_training_that_does_not_learn_is_stopped(tmp_path: Path, tiny_run) -> None:

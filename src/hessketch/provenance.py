@@ -163,6 +163,10 @@ def check_inputs(inputs: Iterable[str | Path]) -> dict[str, str]:
                 "by this workflow (copied in?) or by an older version of hessketch",
                 damaged=path,
             )
+        if record.get("damaged"):
+            raise IntegrityError(
+                f"{path}: its provenance record {record_path(path)} is unreadable", damaged=path
+            )
         if record.get("quarantined"):
             raise IntegrityError(
                 f"{path} was found damaged or misplaced by an earlier reader, which kept it at "
