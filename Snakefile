@@ -26,7 +26,8 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-SCHEMA = "workflow/schemas/config.schema.yaml"
+# resolved from this file, so that the workflow also works as a module of another Snakefile
+SCHEMA = workflow.source_path("workflow/schemas/config.schema.yaml")
 
 
 validate(config, SCHEMA)

@@ -16,11 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 import torch
 import zarr
-from workflow_helpers import RUN, TINY, copy_run, planned_jobs, snakemake, with_changes
+from workflow_helpers import (
+    RUN,
+    TINY,
+    assert_same_results,
+    copy_run,
+    planned_jobs,
+    snakemake,
+    with_changes,
+)
 
 from hessketch.cli import main as hessketch_main
 from hessketch.errors import IntegrityError, SketchStoreError
@@ -304,56 +311,6 @@ def test_an_unchanged_config_shows_no_params_changes(tiny_run: tuple[Path, dict]
     result = snakemake(clean, "--summary", config=changed)
     statuses = {row.split("\t")[4] for row in result.stdout.splitlines()[1:] if "\t" in row}
     assert "params changed" in statuses
-
-
-def assert_same_results(clean: Path, other: Path) -> None:
-    """Every table, HDF5 dataset and Zarr array of ``clean`` equals ``other``'s, bit for bit
-    (the training table but for its wall-clock column); both have the same such files."""
-
-    def results(root: Path) -> set[str]:
-        found = set()
-        for path in root.rglob("*"):
-            relative = path.relative_to(root)
-            if relative.parts[0] in ("logs", "benchmarks", "provenance", "quarantine"):
-                continue
-            if (path.suffix in (".tsv", ".h5") and path.is_file()) or path.suffix == ".zarr":
-                found.add(str(relative))
-        return found
-
-    names = results(clean)
-    assert names == results(other)
-    for name in sorted(names):
-        a, b = clean / name, other / name
-        if name.endswith("metrics.tsv"):
-            drop = [line.rsplit("\t", 1)[0] for line in a.read_text().splitlines()]
-            assert drop == [line.rsplit("\t", 1)[0] for line in b.read_text().splitlines()]
-        elif name.endswith(".tsv"):
-            assert a.read_bytes() == b.read_bytes(), name
-        elif name.endswith(".h5"):
-            _same_h5(a, b, name)
-        else:
-            ga, gb = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
-            assert sorted(ga.array_keys()) == sorted(gb.array_keys()), name
-            for key in ga.array_keys():
-                assert _equal(ga[key][...], gb[key][...]), (name, key)
-
-
-def _same_h5(a: Path, b: Path, name: str) -> None:
-    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
-        keys: list[str] = []
-        fa.visit(lambda k: keys.append(k) if isinstance(fa[k], h5py.Dataset) else None)
-        for key in keys:
-            assert _equal(fa[key][...], fb[key][...]), (name, key)
-
-
-def _equal(a: np.ndarray, b: np.ndarray) -> bool:
-    """Bit for bit (NaN equal to NaN, as an unwritten Zarr entry)."""
-    a, b = np.asarray(a), np.asarray(b)
-    if a.dtype != b.dtype or a.shape != b.shape:
-        return False
-    if a.dtype.kind in "fc":
-        return bool(np.array_equal(a, b, equal_nan=True))
-    return bool(np.array_equal(a, b))
 
 
 assert TINY["sketch"]["shards"] == 2  # the receipts named above

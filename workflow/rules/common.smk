@@ -6,16 +6,16 @@ import yaml
 
 from snakemake.exceptions import WorkflowError
 
-# The library lives in src/ of this repository; make it importable for the input functions
-# even when it is not installed (scripts import it the same way).
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# The library lives in src/ of this repository; the input functions import it from there
+# (the jobs' scripts import the installed package: `pip install -e .`, envs/hessketch.yaml).
+sys.path.insert(0, str(Path(SCHEMA).parents[2] / "src"))
 
 from hessketch.pipeline.common import DataSpec  # noqa: E402
 from hessketch.pipeline.config import ConfigError, check_config, record_steps  # noqa: E402
 from hessketch.store import read_json  # noqa: E402
 
 try:
-    check_config(config, yaml.safe_load(Path(workflow.basedir, SCHEMA).read_text()))
+    check_config(config, yaml.safe_load(Path(SCHEMA).read_text()))
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
@@ -71,10 +71,6 @@ if not gather.measure("{scatteritem}"):  # e.g. --set-scatter measure=0
     raise WorkflowError(
         "sketch.shards / --set-scatter measure=: a Hessian needs at least one measurement shard"
     )
-
-
-localrules:
-    create_sketch_store,
 
 
 def hessian_params():

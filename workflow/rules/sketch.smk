@@ -11,6 +11,9 @@ if ONE_PASS:
             store=directory(f"{STEP}/sketch.zarr"),
         log:
             f"{LOGS}/create_sketch_store/{WHICH}.log",
+        # on the submitting host: it only writes the store's metadata (the rule's own flag, not
+        # a `localrules:` list, so that it survives `use rule * from hessketch as hessketch_*`)
+        localrule: True
         conda:
             "../../envs/hessketch.yaml"
         params:
