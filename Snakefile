@@ -34,6 +34,7 @@ validate(config, SCHEMA)
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
 include: "workflow/rules/resources.smk"
 include: "workflow/rules/scheduler.smk"
 include: "workflow/rules/train.smk"

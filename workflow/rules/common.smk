@@ -86,11 +86,19 @@ HVP_BATCH_SIZE = config["hessian"]["batch_size"]
 
 
 def data_files(wildcards=None):
-    """The data set's files that exist now, as inputs: changing one reruns what it feeds.
+    """The data set's files, as inputs: changing one reruns what it feeds.
 
-    A missing file is no input: the job that reads it fails naming it, with the fix.
+    Retrieved (data.url): every file the reader reads under resources/<dataset>/, there or
+    not, so that the jobs reading them wait for the fetch jobs (data.smk). Otherwise the files
+    that exist now: a file missing later is no input, and the job that reads it fails naming
+    it, with the fix.
     """
-    return [str(path) for path in DataSpec(**config["data"]).files()]
+    from hessketch.sources import get_source
+
+    data = DataSpec(**config["data"])
+    if data.url is not None:
+        return [str(path) for path in get_source(data.dataset).targets(data.resolved_root())]
+    return [str(path) for path in data.files()]
 
 
 def sketch_params():

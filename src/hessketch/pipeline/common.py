@@ -30,6 +30,7 @@ from hessketch.provenance import (
     record_outputs,
     run_root,
 )
+from hessketch.sources import resource_root
 from hessketch.store import fresh_temporary, read_json
 from hessketch.trajectory import param_hash
 
@@ -148,11 +149,16 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Which data set (a registered reader of :data:`hessketch.data.DATASETS`), where, how big."""
+    """Which data set (a registered reader of :data:`hessketch.data.DATASETS`), where, how big.
+
+    ``url`` (``data.url``) set means the data set is retrieved (:mod:`hessketch.sources`) into
+    ``resources/<dataset>/`` (relative to the working directory), which is then its root.
+    """
 
     dataset: str
     root: str | None = None
     image_size: int | None = None
+    url: str | None = None
 
     @property
     def reader(self) -> Dataset:
@@ -160,7 +166,9 @@ class DataSpec:
         return get_dataset(self.dataset)
 
     def resolved_root(self) -> Path:
-        """The data root: the configured one, else the data set's default location."""
+        """The data root: ``root``, else ``resources/<dataset>`` if ``url``, else the default."""
+        if self.url is not None and self.root is None:
+            return resource_root(self.dataset)
         root = self.root or self.reader.default_root
         if root is None:
             raise DataError(
@@ -204,8 +212,11 @@ class DataSpec:
         return np.bincount(labels, minlength=self.num_classes())
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return asdict(self)
+        """JSON-able form (without ``url`` when it is None, as descriptions written before it)."""
+        spec = asdict(self)
+        if spec["url"] is None:
+            del spec["url"]
+        return spec
 
     def load_for_training(
         self, split: str, max_bytes: int = 4 * 2**30

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from hessketch import sources
 from hessketch.curvature import curvature_problems
-from hessketch.data import DATASETS
+from hessketch.data import DATASETS, ImageFolderDataset
 from hessketch.errors import DataError, HessketchError
 from hessketch.masks import mask_problems
 from hessketch.models import build_model, model_problems
 from hessketch.pipeline.common import DataSpec
 
-__all__ = ["ConfigError", "check_config", "record_steps"]
+__all__ = ["ConfigError", "check_config", "data_source_problems", "record_steps"]
 
 
 class ConfigError(HessketchError):
@@ -95,9 +97,9 @@ def _classes(data: DataSpec) -> int | None:
 def _data_problems(config: dict[str, Any], data: DataSpec) -> list[str]:
     """Hessian sets and mini-batch against the class counts of the labels, if present.
 
-    A configured ``data.root`` that holds none of the data set's files is a problem here;
-    data missing from the default location is reported, with its fix, by the first job that
-    reads it (``make demo`` installs it first).
+    A configured ``data.root`` that holds none of the data set's files is a problem here, and
+    so is an ImageNet tree that is not laid out as the reader expects; data missing from the
+    default location is :func:`data_source_problems`' (the workflow checks both before any job).
     """
     problems: list[str] = []
     if data.root is not None and not data.files():
@@ -105,8 +107,13 @@ def _data_problems(config: dict[str, Any], data: DataSpec) -> list[str]:
         return [
             f"data.root: {data.root} {where} (data set {data.dataset!r}): "
             f"{data.reader.expected(Path(data.root))}, or point data.root at the folder "
-            "that has them"
+            f"that has them{_retrieval_hint(data.dataset)}"
         ]
+    if isinstance(data.reader, ImageFolderDataset) and data.files():
+        try:
+            sources.check_imagenet_layout(data.resolved_root(), data.dataset)
+        except DataError as err:
+            return [f"data.root: {err}"]
     classes = _classes(data)
     if classes is None:
         return problems  # no data yet: the job that reads them names the missing files
@@ -140,6 +147,92 @@ def _data_problems(config: dict[str, Any], data: DataSpec) -> list[str]:
     return problems
 
 
+def _retrieval_hint(dataset: str) -> str:
+    """How the data set can be fetched instead (``data.url``), or where to obtain it."""
+    source = sources.SOURCES.get(dataset)
+    if source is None:
+        return ""
+    if not source.downloadable:
+        return f"; {source.obtain}" if source.obtain else ""
+    root = sources.resource_root(dataset)
+    return (
+        f"; or set data.root: null and data.url: {sources.PUBLISHED} to fetch the published "
+        f"files ({', '.join(source.names())}, each verified by its published MD5) into "
+        f"{root}/, or data.url: <mirror> (a base URL or a local folder holding those files) "
+        "where this machine has no internet"
+    )
+
+
+def _source_problems(data: dict[str, Any]) -> list[str]:
+    """``data.url`` against ``data.root`` and the data set's source (only when it is set)."""
+    url = data.get("url")
+    if url is None:
+        return []
+    name = data["dataset"]
+    source = sources.SOURCES.get(name)
+    if source is None or not source.downloadable:
+        how = f": {source.obtain}" if source is not None and source.obtain else ""
+        return [
+            f"data.url: data set {name!r} has no download{how}; set data.url: null and "
+            f"data.root to the folder that holds it ({_expected(name)})"
+        ]
+    root = sources.resource_root(name)
+    if data.get("root") is not None:
+        return [
+            f"data.url / data.root: both are set ({url!r}, {data['root']!r}); data.url fetches "
+            f"the data into {root}/, which is then the root: set data.root: null to fetch, or "
+            "data.url: null to read the files in data.root"
+        ]
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme and scheme not in ("http", "https", "file") and len(scheme) > 1:
+        return [
+            f"data.url: {url!r} has the scheme {scheme}://, which cannot be fetched; use "
+            f"{sources.PUBLISHED!r}, an http://, https:// or file:// base URL, or a local folder"
+        ]
+    lacking = sources.check_mirror(name, url, root)
+    if lacking:
+        return [
+            f"data.url: the mirror {url} lacks {', '.join(lacking)} (data set {name!r}), and "
+            f"{root}/ does not hold them yet: place the published files under those names in "
+            f"{url}, or set data.url: {sources.PUBLISHED}"
+        ]
+    return []
+
+
+def _expected(dataset: str) -> str:
+    """The reader's sentence on which files go where, under a placeholder root."""
+    return DATASETS[dataset].expected(Path("<data.root>"))
+
+
+def data_source_problems(config: dict[str, Any]) -> list[str]:
+    """The problem of a study without data: no data.url, no data.root, nothing by default.
+
+    That is: the data set has no default location, or it holds none of its files. The problem
+    names the exact files and where to place them, and how to fetch them (``data.url``). The
+    workflow checks this before any job runs, right after :func:`check_config` (which checks a
+    configured ``data.root``).
+    """
+    data = config["data"]
+    if data.get("url") is not None or data.get("root") is not None:
+        return []
+    name = data["dataset"]
+    reader = DATASETS[name]
+    if reader.default_root is None:
+        return [
+            f"data.root: null, and data set {name!r} has no default location, so there are no "
+            f"data: set data.root to a folder and there {reader.expected(Path('<data.root>'))}"
+            f"{_retrieval_hint(name)}"
+        ]
+    if DataSpec(**data).files():
+        return []
+    where = "does not exist" if not reader.default_root.exists() else "holds none of its files"
+    return [
+        f"data.root: null, and the default location {reader.default_root} of data set "
+        f"{name!r} {where}: {reader.expected(reader.default_root)}; or set data.root to a folder "
+        f"that holds them{_retrieval_hint(name)}"
+    ]
+
+
 def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -> None:
     """Raise :class:`ConfigError` naming every offending key of a schema-valid config.
 
@@ -171,6 +264,7 @@ def check_config(config: dict[str, Any], schema: dict[str, Any] | None = None) -
             for name in hess["sets"]
             if name not in splits
         ]
+        problems += _source_problems(config["data"])
     problems += curvature_problems(hess.get("curvature", "hessian"), hess.get("method"))
     problems += mask_problems(overlap.get("masks", []))
     if s < k:
