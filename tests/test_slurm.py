@@ -6,6 +6,11 @@ The cluster has no accounting database, so Snakemake gets the test-only flags
 ``--slurm-status-command squeue --slurm-init-seconds-before-status-checks 2``.
 Every Snakemake call runs under a hard timeout and is SIGKILLed when it runs over: the SLURM
 plugin can wait forever when it loses track of its jobs (see the last test).
+
+The study has 8 measurement shards per Hessian, and the profile submits the shards of a rule as
+SLURM job arrays (`slurm-array-jobs`): the shards of one Hessian go out as one `sbatch --array`,
+whose tasks Snakemake tracks as ``<array job id>_<task id>``. The guards of the plugin that
+workflow/rules/scheduler.smk installs are tested without a cluster in test_scheduler_guard.py.
 """
 
 from __future__ import annotations
@@ -47,7 +52,12 @@ PLOT_RULES = {
     "plot_training_curves",
 }
 GPU_RULES = {"measure_sketch_shard", "measure_wave_shard", "spectral_density"}
-RUN_TIMEOUT = 600  # seconds for one full run; the tiny study takes about 5 min on 2 cores
+PROFILE = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+ARRAY_RULES = set(PROFILE["slurm-array-jobs"].split(","))  # submitted as job arrays
+SHARD_RULES = {"measure_sketch_shard", "measure_wave_shard"}  # scattered: sketch.shards each
+SHARDS = 8  # measurement shards per Hessian (sketch.shards)
+RUN_TIMEOUT = 1200  # seconds for one full run; the study below takes 10–12 min on 2 cores
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"}
 
 
 def _cluster_problem() -> str | None:
@@ -170,31 +180,64 @@ def snakemake(workdir: Path, *args: str, profile: str = "slurm", timeout: float 
     return finish(start(workdir, *args, profile=profile), timeout)
 
 
-def cancel(slurm_ids: dict[int, int]) -> None:
-    if slurm_ids:
-        subprocess.run(["scancel", *map(str, slurm_ids.values())], capture_output=True, timeout=30)
+def cancel(slurm_ids: dict[int, str]) -> None:
+    """scancel the SLURM jobs (an array task's whole array) of ``submitted()``."""
+    jobs = {slurm_id.split("_")[0] for slurm_id in slurm_ids.values()}
+    if jobs:
+        subprocess.run(["scancel", *sorted(jobs)], capture_output=True, timeout=30)
 
 
-def submitted(output: str) -> dict[int, int]:
-    """Snakemake job id → SLURM job id, from "Job 5 has been submitted with SLURM jobid 23"."""
-    pairs = re.findall(r"^Job (\d+) has been submitted with SLURM jobid (\d+)", output, re.M)
-    return {int(job): int(slurm) for job, slurm in pairs}
+# What snakemake-executor-plugin-slurm 2.8.0 logs for one sbatch call (its run_job and
+# run_array_jobs): a plain job, and a job array whose tasks are the listed Snakemake jobs in order.
+PLAIN = re.compile(r"^Job (\d+) has been submitted with SLURM jobid (\d+)", re.M)
+ARRAY = re.compile(
+    r"^Submitted array job with Snakemake IDs ([\d,]+) and SLURM job ID (\d+)\. "
+    r"The individual task IDs are (\d+)-(\d+)\.",
+    re.M,
+)
+
+
+def arrays(output: str) -> dict[str, list[int]]:
+    """SLURM array job id → the Snakemake job ids of its tasks, in task order (one sbatch call
+    each; more jobs than --slurm-array-limit go out as several arrays)."""
+    found = {}
+    for jobs, slurm_id, first, last in ARRAY.findall(output):
+        ids = [int(job) for job in jobs.split(",")]
+        assert len(ids) == int(last) - int(first) + 1, (jobs, first, last)
+        found[slurm_id] = ids
+    return found
+
+
+def submitted(output: str) -> dict[int, str]:
+    """Snakemake job id → SLURM id: "23" for a plain job, "23_4" for task 4 of array 23."""
+    ids = {int(job): slurm for job, slurm in PLAIN.findall(output)}
+    for jobs, slurm_id, first, _ in ARRAY.findall(output):
+        for task, job in enumerate(jobs.split(","), start=int(first)):
+            ids[int(job)] = f"{slurm_id}_{task}"
+    return ids
 
 
 def rules_of_jobs(output: str) -> dict[int, tuple[str, bool]]:
     """Snakemake job id → (rule, is a localrule), from the job headers of the log."""
+    return {job: (rule, local) for job, (rule, local, _) in job_headers(output).items()}
+
+
+def job_headers(output: str) -> dict[int, tuple[str, bool, dict[str, str]]]:
+    """Snakemake job id → (rule, is a localrule, wildcards), from the job headers of the log."""
     jobs = {}
     for local, rule, body in re.findall(r"^(local)?rule (\w+):\n((?:    .*\n)+)", output, re.M):
         jobid = re.search(r"^    jobid: (\d+)$", body, re.M)
+        wildcards = re.search(r"^    wildcards: (.*)$", body, re.M)
         if jobid:
-            jobs[int(jobid.group(1))] = (rule, bool(local))
+            pairs = wildcards.group(1).split(", ") if wildcards else []
+            jobs[int(jobid.group(1))] = (rule, bool(local), dict(p.split("=", 1) for p in pairs))
     return jobs
 
 
-def slurm_jobs_per_rule(output: str) -> dict[str, list[int]]:
-    """Rule → SLURM job ids of one run."""
+def slurm_jobs_per_rule(output: str) -> dict[str, list[str]]:
+    """Rule → SLURM ids (plain jobs and array tasks) of one run."""
     rules = rules_of_jobs(output)
-    per_rule: dict[str, list[int]] = {}
+    per_rule: dict[str, list[str]] = {}
     for job, slurm_id in submitted(output).items():
         per_rule.setdefault(rules[job][0], []).append(slurm_id)
     return per_rule
@@ -221,15 +264,37 @@ def dry_run(workdir: Path, config: dict) -> dict[str, int]:
     return planned(run.output)
 
 
-def scontrol_job(slurm_id: int) -> dict[str, str]:
-    """`scontrol -d show job` as key → value (finished jobs stay MinJobAge=300 s)."""
+def scontrol_jobs(slurm_id: str) -> list[dict[str, str]]:
+    """`scontrol -d show job` as key → value, one per job: an array's tasks each (those not yet
+    started folded into one, ArrayTaskId=2-8); finished jobs stay MinJobAge=300 s."""
     out = subprocess.run(
         ["scontrol", "-d", "-o", "show", "job", str(slurm_id)],
         capture_output=True,
         text=True,
         timeout=30,
     ).stdout
-    return dict(item.split("=", 1) for item in out.split() if "=" in item)
+    return [
+        dict(item.split("=", 1) for item in line.split() if "=" in item)
+        for line in out.splitlines()
+        if line.strip()
+    ]
+
+
+def record_slurm_jobs(output: str, info: dict[str, dict[str, str]]) -> None:
+    """Add to ``info`` (SLURM id → scontrol fields) the jobs and array tasks of ``output``
+    while slurmctld shows them: a plain job once, an array task until it has ended."""
+    pending = set()
+    for slurm_id in submitted(output).values():
+        known = info.get(slurm_id)
+        if known is None or ("_" in slurm_id and known.get("JobState") not in TERMINAL):
+            pending.add(slurm_id.split("_")[0])
+    for base in sorted(pending):
+        for job in scontrol_jobs(base):
+            task = job.get("ArrayTaskId", "")
+            if task.isdigit():  # one task of its own (the not yet started ones are folded)
+                info[f"{job['ArrayJobId']}_{task}"] = job
+            elif "ArrayJobId" not in job:
+                info[base] = job
 
 
 def with_changes(config: dict, **changes: dict) -> dict:
@@ -245,8 +310,8 @@ class Study:
     workdir: Path
     config: dict
     run: Run
-    jobs: dict[str, list[int]]  # rule → SLURM job ids
-    scontrol: dict[int, dict[str, str]]  # SLURM job id → scontrol fields, read during the run
+    jobs: dict[str, list[str]]  # rule → SLURM ids ("23", or "23_4": task 4 of array 23)
+    scontrol: dict[str, dict[str, str]]  # SLURM id → scontrol fields, read during the run
 
 
 @pytest.fixture(scope="module")
@@ -256,8 +321,18 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def config(data_root: str) -> dict:
-    # one Hessian set: the two-set chains are covered locally (tests/test_workflow.py)
-    return with_changes(TINY, data={"root": data_root}, hessian={"sets": {"train": 50}})
+    # 8 shards: the shards of a Hessian go out as one job array. One Hessian set and one step
+    # (the two-set, two-step chains are covered locally, tests/test_workflow.py) keep the run
+    # about as long as it was with 2 shards and two steps.
+    steps = [TINY["hessian"]["steps"][-1]]
+    return with_changes(
+        TINY,
+        data={"root": data_root},
+        hessian={"sets": {"train": 50}, "steps": steps},
+        sketch={"shards": SHARDS},
+        exact={"steps": steps},
+        plots={"steps_vs_k": steps},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -269,12 +344,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory, config: dict) -> tuple[Study,
     slurm_dir, local_dir = tmp_path_factory.mktemp("slurm"), tmp_path_factory.mktemp("local")
     for workdir in (slurm_dir, local_dir):
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    info: dict[int, dict[str, str]] = {}
+    info: dict[str, dict[str, str]] = {}
 
     def record_new_jobs() -> None:  # while they are fresh in slurmctld (MinJobAge)
         local.running()  # notes when it ended
-        for slurm_id in submitted(proc.output()).values():
-            info[slurm_id] = info.get(slurm_id) or scontrol_job(slurm_id)
+        record_slurm_jobs(proc.output(), info)
 
     local = start(local_dir, "--cores", "2", profile="default")
     try:
@@ -287,6 +361,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, config: dict) -> tuple[Study,
     jobs = slurm_jobs_per_rule(run.output)
     print(f"\nSLURM run {run.seconds:.0f} s (local run alongside: {local_run.seconds:.0f} s)")
     print("SLURM jobs per rule:", {rule: ids for rule, ids in sorted(jobs.items())})
+    print("SLURM job arrays:", arrays(run.output))
     return Study(slurm_dir, config, run, jobs, info), local_dir
 
 
@@ -307,19 +382,50 @@ def test_every_rule_but_the_localrules_ran_as_a_slurm_job(study: Study) -> None:
         else:
             assert job in jobs, f"job {job} ({rule}) was not submitted to SLURM"
     assert {rule for rule, local in rules.values() if local} == LOCAL_RULES
-    # one SLURM job per planned job, none retried
+    # one SLURM job or array task per planned job, none retried
     counts = {rule: len(ids) for rule, ids in study.jobs.items()}
     expected = {rule: n for rule, n in planned(output).items() if rule not in LOCAL_RULES}
     assert counts == expected
     assert "Trying to restart job" not in output
     assert len(set(jobs.values())) == len(jobs)
+    # only the profile's array rules went out as arrays (a single ready job: a plain job)
+    for rule, ids in study.jobs.items():
+        if rule not in ARRAY_RULES:
+            assert all("_" not in slurm_id for slurm_id in ids), (rule, ids)
+
+
+def test_the_shards_of_a_hessian_went_out_as_one_job_array(study: Study) -> None:
+    output = study.run.output
+    headers, ids, sbatch_arrays = job_headers(output), submitted(output), arrays(output)
+    assert sbatch_arrays, "no job array was submitted:\n" + output[-3000:]
+    for rule in SHARD_RULES:
+        per_hessian: dict[tuple, list[str]] = {}  # (set, step, wave) → SLURM ids of its shards
+        for job, (name, _, wildcards) in headers.items():
+            if name == rule:
+                hessian = tuple(v for k, v in sorted(wildcards.items()) if k != "scatteritem")
+                per_hessian.setdefault(hessian, []).append(ids[job])
+        assert per_hessian, rule
+        for hessian, slurm_ids in per_hessian.items():
+            assert len(slurm_ids) == SHARDS, (rule, hessian, slurm_ids)
+            array_ids = {slurm_id.split("_")[0] for slurm_id in slurm_ids}
+            assert len(array_ids) == 1 and all("_" in i for i in slurm_ids), (rule, slurm_ids)
+            (array,) = array_ids
+            assert array in sbatch_arrays, (rule, array)  # one sbatch call: "Submitted array…"
+            members = {headers[job][0] for job in sbatch_arrays[array]}
+            assert members == {rule}, (array, members)
+            # slurmctld agrees: the tasks of that array, each its own job
+            for slurm_id in slurm_ids:
+                task = study.scontrol.get(slurm_id)
+                assert task, f"scontrol never showed array task {slurm_id} ({rule})"
+                assert f"{task['ArrayJobId']}_{task['ArrayTaskId']}" == slurm_id, task
+                assert task["JobState"] == "COMPLETED", task
 
 
 def test_measurement_jobs_ran_in_the_gpu_partition_with_a_gpu(study: Study) -> None:
     for rule, ids in study.jobs.items():
-        for slurm_id in ids:
-            job = study.scontrol[slurm_id]
-            assert job, f"scontrol no longer knows SLURM job {slurm_id} ({rule})"
+        for slurm_id in ids:  # plain jobs and each task of an array
+            job = study.scontrol.get(slurm_id)
+            assert job, f"scontrol never showed SLURM job {slurm_id} ({rule})"
             gres = job.get("TresPerJob", "") + job.get("JOB_GRES", "")
             if rule in GPU_RULES:
                 assert job["Partition"] == "gpu", (rule, job)
@@ -333,6 +439,9 @@ def test_measurement_jobs_see_their_gpu(study: Study) -> None:
     receipts = sorted((study.workdir / RUN).glob("hessian/set~*/step~*/receipts/*.json"))
     measure_ids = study.jobs["measure_sketch_shard"]
     assert len(receipts) == len(measure_ids)
+    # an array task is a job of its own: SLURM_JOB_ID is the task's, the array's id and the
+    # task's index are SLURM_ARRAY_JOB_ID and SLURM_ARRAY_TASK_ID (scontrol: ArrayJobId, ...)
+    by_job_id = {job["JobId"]: slurm_id for slurm_id, job in study.scontrol.items()}
     seen = []
     for path in receipts:
         receipt = json.loads(path.read_text())
@@ -340,9 +449,16 @@ def test_measurement_jobs_see_their_gpu(study: Study) -> None:
             pytest.skip("the shard receipts do not record the scheduler environment")
         env = receipt["environment"]  # what the shard saw, inside the job step
         assert env.get("CUDA_VISIBLE_DEVICES") not in (None, ""), (path, env)
-        assert env.get("SLURM_JOB_PARTITION") == "gpu", (path, env)
-        seen.append(int(env["SLURM_JOB_ID"]))
-    assert sorted(seen) == sorted(measure_ids)
+        slurm_id = by_job_id.get(env["SLURM_JOB_ID"])
+        assert slurm_id is not None, (path, env, sorted(by_job_id))
+        if "_" in slurm_id:  # an array task
+            assert slurm_id == f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}", env
+        # the jobstep plugin runs an array task's rule without srun and strips the SLURM_*
+        # variables but the job's and the array's ids: there the partition is slurmctld's word
+        partition = env.get("SLURM_JOB_PARTITION", study.scontrol[slurm_id]["Partition"])
+        assert partition == "gpu", (path, env)
+        seen.append(slurm_id)
+    assert sorted(seen) == sorted(measure_ids)  # every shard saw its own task, each one a GPU
 
 
 # --------------------------------------------------------------------------- (b) results
@@ -410,12 +526,25 @@ def test_sketch_size_reruns_the_sketch_branch_only(study: Study) -> None:
 def test_plot_style_reruns_only_the_plots_through_slurm(study: Study) -> None:
     restyled = with_changes(study.config, plots={"style": {"dpi": 80}})
     (study.workdir / "config.yaml").write_text(yaml.safe_dump(restyled))
-    rerun = snakemake(study.workdir)
+    reports = study.workdir / "efficiency"
+    rerun = snakemake(
+        study.workdir, "--slurm-efficiency-report", "--slurm-efficiency-report-path", str(reports)
+    )
     assert rerun.returncode == 0, rerun.output[-4000:]
     assert planned(rerun.output) == dict.fromkeys(PLOT_RULES, 1)
     jobs = slurm_jobs_per_rule(rerun.output)
     print(f"\nplot rerun through SLURM: {rerun.seconds:.0f} s, SLURM jobs {jobs}")
     assert {rule: len(ids) for rule, ids in jobs.items()} == dict.fromkeys(PLOT_RULES, 1)
+    # the efficiency report reads sacct at the end of the run: without slurmdbd (this cluster's
+    # default) it is skipped with an error line, and the run still succeeds
+    (run_id,) = re.findall(r"^SLURM run ID: (\S+)$", rerun.output, re.M)
+    csv = reports / f"efficiency_report_{run_id}.csv"
+    sacct = subprocess.run(["sacct", "-n", "-X"], capture_output=True, text=True, timeout=30)
+    if sacct.returncode != 0:  # "Slurm accounting storage is disabled"
+        assert f"Failed to retrieve job data for workflow {run_id}" in rerun.output
+        assert not csv.exists()
+    else:
+        assert csv.exists(), rerun.output[-3000:]  # a row per job step, from sacct
 
 
 # --------------------------------------------------------------------------- (d) failures

@@ -36,10 +36,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Where the shard ran, for the receipt: the scheduler's job and the GPUs it granted.
+# Where the shard ran, for the receipt: the scheduler's job (an array task: the array and the
+# task too) and the GPUs it granted.
 _SCHEDULER_VARIABLES = (
     "CUDA_VISIBLE_DEVICES",
     "SLURM_JOB_ID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
     "SLURM_JOB_PARTITION",
     "SLURMD_NODENAME",
 )
