@@ -14,7 +14,7 @@ demo: setup data  ## Run the default study end to end on this machine (CPU is en
 
 test: setup  ## Lint, unit tests, workflow tests (SLURM tests run when a cluster is up).
 	$(BIN)/ruff check .
-	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakefmt --check workflow
 	$(BIN)/pytest
 
 setup: $(STAMP)
@@ -41,7 +41,7 @@ data:  ## The default study's data: Debian's dataset-fashion-mnist, when it is m
 	fi
 
 lint: setup
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/snakefmt --check Snakefile workflow/rules && $(BIN)/snakemake --lint
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/snakefmt --check workflow && $(BIN)/snakemake --lint
 
 clean-results:
 	rm -rf results/*/ .snakemake

@@ -141,7 +141,7 @@ class Proc:
 def start(workdir: Path, *args: str, profile: str = "slurm", log: str = "snakemake.out") -> Proc:
     """Start Snakemake in ``workdir`` with ``workdir/config.yaml``; output to ``workdir/log``."""
     cmd = [str(SNAKEMAKE), "--profile", str(REPO / "profiles" / profile)]
-    cmd += ["-s", str(REPO / "Snakefile"), "-d", str(workdir)]
+    cmd += ["-s", str(REPO / "workflow" / "Snakefile"), "-d", str(workdir)]
     if profile == "slurm":
         cmd += SLURM_FLAGS
     cmd += [*args, "--configfile", str(workdir / "config.yaml")]  # last: takes several values

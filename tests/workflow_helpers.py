@@ -17,7 +17,7 @@ from idx_files import write_fake_mnist
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-SNAKEFILE = REPO / "Snakefile"
+SNAKEFILE = REPO / "workflow" / "Snakefile"
 TINY = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
 RUN = f"results/{TINY['run']}"
 
