@@ -104,4 +104,5 @@ def test_a_paper_config_plans_the_papers_jobs(name: str, tmp_path: Path) -> None
         "plot_overlap_vs_k": 1,
         "plot_spectra": 1,
         "plot_training_curves": 1,
+        "study_overview": 1,
     }

@@ -66,6 +66,7 @@ def test_dry_run_of_the_default_study(tmp_path: Path) -> None:
         "plot_training_curves": 1,
         "spectral_density": sets * len(config["plots"]["steps_vs_k"]),
         "plot_spectral_density": 1,
+        "study_overview": 1,
     }
     jobs = planned_jobs(snakemake(tmp_path, "-n", "--set-scatter", "measure=7", config=config))
     assert jobs["measure_sketch_shard"] == jobs["measure_wave_shard"] == 7 * steps
@@ -351,6 +352,7 @@ def test_rerun_behaviour(tiny_run: tuple[Path, dict]) -> None:
         "compare_to_exact": sets,
         "compute_stability": sets,
         **{rule: 1 for rule in plots if rule != "plot_training_curves"},
+        "study_overview": 1,  # the summaries changed
     }
     # a stricter certificate re-checks the residuals; no product is measured again
     strict = with_changes(config, certificate={"tolerance": 0.01})
@@ -359,6 +361,7 @@ def test_rerun_behaviour(tiny_run: tuple[Path, dict]) -> None:
         "compute_overlap": steps,
         "compare_to_exact": sets,
         **{rule: 1 for rule in plots if rule != "plot_training_curves"},
+        "study_overview": 1,  # the summaries changed
     }
     longer = with_changes(config, training={"steps": 300})
     jobs = planned_jobs(snakemake(workdir, "-n", config=longer))

@@ -229,6 +229,29 @@ def comparisons():
     return per_set("comparison") if config["exact"]["steps"] else []
 
 
+def sketched_reports():
+    """The sketched method's report.json (HVPs, seconds, devices): set → step → path."""
+    return {
+        hset: {
+            t: f"{step_dir(hset, t)}/method~sketched/report.json" for t in method_steps("sketched")
+        }
+        for hset in HESSIAN_SETS
+    }
+
+
+def comparisons_by_set():
+    """Set → its comparison.tsv, when the study has exact steps."""
+    if not config["exact"]["steps"]:
+        return {}
+    return {hset: f"{SET.format(hset=hset)}/comparison.tsv" for hset in HESSIAN_SETS}
+
+
+# what the overview says the study is; not `plots` (restyling the figures changes nothing here)
+STUDY = {
+    key: config[key] for key in ("run", "model", "data", "training", "hessian", "sketch", "overlap")
+}
+
+
 def all_summaries():
     """Every overlap summary of the study."""
     return files_of(summaries_by_set("sketched")) + files_of(summaries_by_set("exact"))
