@@ -246,9 +246,19 @@ def comparisons_by_set():
     return {hset: f"{SET.format(hset=hset)}/comparison.tsv" for hset in HESSIAN_SETS}
 
 
-# what the overview says the study is; not `plots` (restyling the figures changes nothing here)
+# What the overview says the study is: only the settings it shows, so that a machine setting
+# (data.root, hessian.batch_size) or a figure style reruns nothing.
 STUDY = {
-    key: config[key] for key in ("run", "model", "data", "training", "hessian", "sketch", "overlap")
+    "run": config["run"],
+    "model": config["model"],
+    "data": {key: config["data"][key] for key in ("dataset", "image_size")},
+    "training": {key: config["training"][key] for key in ("steps", "lr", "batch_size", "seed")},
+    "hessian": {key: config["hessian"][key] for key in ("steps", "sets", "curvature")},
+    "sketch": {
+        key: config["sketch"][key]
+        for key in ("k", "s", "test_matrix", "passes", "max_hvps", "shards")
+    },
+    "overlap": {"report_k": config["overlap"]["report_k"]},
 }
 
 
