@@ -28,14 +28,24 @@ pytestmark = pytest.mark.skipif(SNAKEDEPLOY is None, reason="snakedeploy is not 
 
 
 def _copy_of_the_working_tree(to: Path) -> Path:
-    """What `git clone` would give, plus this tree's uncommitted files (not results/, .venv)."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    """What `git clone` would give, plus this tree's uncommitted files (not results/, .venv).
+
+    Without git (a checkout exported as files), the tree minus its ignored kinds of folders.
+    """
+    try:
+        files = subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        ignore = shutil.ignore_patterns(
+            ".git", ".venv*", "results", ".snakemake", "__pycache__", "*.egg-info", ".*_cache"
+        )
+        shutil.copytree(REPO, to, ignore=ignore, dirs_exist_ok=True)
+        return to
     for name in files:
         source = REPO / name
         if source.is_file() and not name.startswith("results/"):
