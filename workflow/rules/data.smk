@@ -10,8 +10,9 @@
 from hessketch import sources
 from hessketch.pipeline.config import data_source_problems
 
-if data_source_problems(config):
-    raise WorkflowError("no data:\n  " + "\n  ".join(data_source_problems(config)))
+NO_DATA = data_source_problems(config)  # checked once, at start-up
+if NO_DATA:
+    raise WorkflowError("no data:\n  " + "\n  ".join(NO_DATA))
 
 # None for a data set registered without a source (check_config refuses data.url for it)
 DATA_SOURCE = sources.SOURCES.get(config["data"]["dataset"])
